@@ -53,20 +53,29 @@ def stages_from_dvc_yaml(root: Path) -> list[StageNode]:
 
 
 def load_stages(project) -> list[StageNode]:
-    """The pipeline's stages: nbprod's own model when it loads, else what dvc.yaml says."""
+    """The pipeline's stages: what dvc.yaml runs, with edges from both dvc.yaml's files and nbprod's
+    own model (which also knows ``after:`` edges and notebooks)."""
+    nodes = stages_from_dvc_yaml(Path(project.root))
+    core: list[StageNode] = []
     try:
         from ..pipeline import load_pipeline  # the core's model, when present
 
-        data = load_pipeline(project).to_dict()
-        nodes = [StageNode(name=s["name"], upstream=list(s.get("upstream") or []), notebook=s.get("notebook"))
-                 for s in data.get("stages", [])]
-        if nodes:
-            return nodes
+        core = [StageNode(name=s["name"], upstream=list(s.get("upstream") or []), notebook=s.get("notebook"))
+                for s in load_pipeline(project).to_dict().get("stages", [])]
     except ImportError:
         pass
     except Exception:  # a broken source notebook must not stop the reports of what did run
         pass
-    return stages_from_dvc_yaml(Path(project.root))
+    by_name = {n.name: n for n in nodes}
+    for node in core:
+        if node.name in by_name:
+            known = by_name[node.name]
+            known.upstream = sorted(set(known.upstream) | set(node.upstream))
+            known.notebook = known.notebook or node.notebook
+        else:
+            nodes.append(node)
+            by_name[node.name] = node
+    return nodes
 
 
 def locked_deps(root: Path, stage: str, lock: dict | None = None) -> list[tuple[str, str]]:

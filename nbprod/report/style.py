@@ -10,6 +10,7 @@ CSS = """
 .nbprod th { background: #f8f9fa; font-weight: 600; }
 .nbprod td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .nbprod code { font-family: "SFMono-Regular", Menlo, Consolas, monospace; font-size: 0.9em; }
+.nbprod .grid > * { align-self: start; }
 .nbprod .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 8px 24px; }
 .nbprod .status { display: inline-block; padding: 1px 10px; border-radius: 10px; font-weight: 600; }
 .nbprod .status-ok { background: #e6f4ea; color: #1e8e3e; }

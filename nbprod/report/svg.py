@@ -113,9 +113,12 @@ def line_chart_svg(title: str, points: list[tuple[str, float, str]], width: int 
         f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#bdc1c6"/>',
         f'<text x="{left - 6}" y="{top + 4}" font-size="10" text-anchor="end">{format_number(high)}</text>',
         f'<text x="{left - 6}" y="{top + plot_h}" font-size="10" text-anchor="end">{format_number(low)}</text>',
-        f'<text x="{left}" y="{height - 8}" font-size="10">{escape(points[0][0])}</text>',
-        f'<text x="{left + plot_w}" y="{height - 8}" font-size="10" text-anchor="end">{escape(points[-1][0])}</text>',
+        f'<text x="{sx(0) if n == 1 else left}" y="{height - 8}" font-size="10" '
+        f'text-anchor="{"middle" if n == 1 else "start"}">{escape(points[0][0])}</text>',
     ]
+    if n > 1:
+        parts.append(f'<text x="{left + plot_w}" y="{height - 8}" font-size="10" '
+                     f'text-anchor="end">{escape(points[-1][0])}</text>')
     if n > 1:
         path = " ".join(f"{'M' if i == 0 else 'L'} {sx(i):.1f} {sy(v):.1f}" for i, v in enumerate(values))
         parts.append(f'<path d="{path}" fill="none" stroke="#1a73e8" stroke-width="2"/>')

@@ -1,0 +1,61 @@
+"""``nbprod report``, ``nbprod metrics`` and ``nbprod compare``: parse arguments, call the report API, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("report", help="render HTML reports of executed stages and reports/index.html")
+    p.add_argument("stages", nargs="*", metavar="STAGE", help="stages to render (default: every executed stage)")
+    p.add_argument("--no-input", action="store_true",
+                   help="also write a code-free version (reports/<stage>.noinput.html) for business readers")
+    p.set_defaults(handler=cmd_report)
+
+    p = subparsers.add_parser("metrics", help="show the metrics recorded by each stage")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=cmd_metrics)
+
+    p = subparsers.add_parser("compare", help="compare two runs: git revisions, experiment names or 'workspace'")
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    p.add_argument("-o", "--output", type=Path, help="HTML page to write (default: reports/compare-A-B.html)")
+    p.set_defaults(handler=cmd_compare)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..project import find_project
+    from ..report import render_reports
+
+    project = find_project()
+    for path in render_reports(project, args.stages or None, no_input=args.no_input):
+        print(path.relative_to(project.root) if path.is_relative_to(project.root) else path)
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from ..project import find_project
+    from ..report.metrics import print_metrics, read_metrics
+
+    metrics = read_metrics(find_project().root)
+    if args.json:
+        print(json.dumps(metrics, indent=2, sort_keys=True))
+    elif not metrics:
+        print("No metrics yet: record numbers with nbprod.record(name, value) and run the pipeline.")
+    else:
+        print_metrics(metrics)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..project import find_project
+    from ..report.compare import compare, default_output, print_comparison, write_comparison_html
+
+    project = find_project()
+    comparison = compare(project, args.a, args.b)
+    print_comparison(comparison)
+    out = write_comparison_html(comparison, args.output or default_output(project.root, args.a, args.b))
+    print(f"Comparison: {out}")
+    return 0
