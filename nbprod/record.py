@@ -7,36 +7,35 @@ never imported here (a figure already brought it in).
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import sys
-from typing import Any
+
+# base64, io and json are imported where used: in a kernel they are loaded already, and a plain
+# interpreter importing this module then pays for nothing it does not call.
 
 SCRAP_MIME = "application/scrapbook.scrap.{encoder}+json"
 SCRAP_VERSION = 1
 
 
-def _module_of(value: Any) -> str:
+def _module_of(value: object) -> str:
     return type(value).__module__ or ""
 
 
-def _is_dataframe(value: Any) -> bool:
+def _is_dataframe(value: object) -> bool:
     return _module_of(value).startswith("pandas") and type(value).__name__ == "DataFrame"
 
 
-def _is_figure(value: Any) -> bool:
+def _is_figure(value: object) -> bool:
     return _module_of(value).startswith("matplotlib") and hasattr(value, "savefig")
 
 
-def _is_display_object(value: Any) -> bool:
+def _is_display_object(value: object) -> bool:
     # IPython.display objects (Image, HTML, Markdown, ...) and anything with a rich repr.
     return hasattr(value, "_repr_mimebundle_") or (
         _module_of(value).startswith("IPython") and hasattr(value, "data")
     )
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """numpy scalars/arrays to Python values, for JSON; anything else unchanged."""
     if _module_of(value) == "numpy":
         if hasattr(value, "tolist"):
@@ -46,7 +45,9 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _json_payload(name: str, value: Any) -> Any:
+def _json_payload(name: str, value: object) -> object:
+    import json
+
     try:
         text = json.dumps(value, default=_plain, allow_nan=False)
     except ValueError as error:
@@ -62,7 +63,7 @@ def _json_payload(name: str, value: Any) -> Any:
     return json.loads(text)
 
 
-def encode(name: str, value: Any) -> tuple[str, Any]:
+def encode(name: str, value: object) -> tuple[str, object]:
     """The Scrapbook encoder name and encoded data for ``value`` (not for figures)."""
     if _module_of(value) == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
         value = value.item()
@@ -73,6 +74,9 @@ def encode(name: str, value: Any) -> tuple[str, Any]:
     if isinstance(value, (bool, int, float, list, tuple, dict)) or _module_of(value) == "numpy":
         return "json", _json_payload(name, value)
     if _is_dataframe(value):
+        import base64
+        import io
+
         buffer = io.BytesIO()
         value.to_parquet(buffer, engine="pyarrow")
         return "pandas", base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -82,7 +86,7 @@ def encode(name: str, value: Any) -> tuple[str, Any]:
     )
 
 
-def data_output(name: str, value: Any) -> tuple[dict, dict]:
+def data_output(name: str, value: object) -> tuple[dict, dict]:
     """The ``(data, metadata)`` of the display output Scrapbook reads as a data scrap."""
     encoder, data = encode(name, value)
     payload = {"name": name, "data": data, "encoder": encoder, "version": SCRAP_VERSION}
@@ -90,8 +94,11 @@ def data_output(name: str, value: Any) -> tuple[dict, dict]:
     return {SCRAP_MIME.format(encoder=encoder): payload}, metadata
 
 
-def figure_output(name: str, figure: Any) -> tuple[dict, dict]:
+def figure_output(name: str, figure: object) -> tuple[dict, dict]:
     """The ``(data, metadata)`` of a display scrap holding a figure as PNG."""
+    import base64
+    import io
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     png = base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -99,7 +106,7 @@ def figure_output(name: str, figure: Any) -> tuple[dict, dict]:
     return data, {"scrapbook": {"name": name, "data": False, "display": True}}
 
 
-def _display_output(name: str, value: Any) -> tuple[dict, dict]:
+def _display_output(name: str, value: object) -> tuple[dict, dict]:
     from IPython.core.formatters import format_display_data
 
     data, metadata = format_display_data(value)
@@ -118,7 +125,7 @@ def _kernel_display():
     return display
 
 
-def record(name: str, value: Any, *, display: bool = False) -> None:
+def record(name: str, value: object, *, display: bool = False) -> None:
     """Record ``value`` under ``name`` in this notebook's outputs.
 
     Numbers, strings, dicts and lists are stored as JSON; DataFrames with Scrapbook's pandas (Parquet)
