@@ -1,0 +1,186 @@
+"""The ``nbprod`` command line: argument parsing and printing only; the work is in the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import NbprodError, StageFailed
+
+# Command groups living in their own modules; each has register(subparsers).
+COMMAND_MODULES = ("nbprod.commands.report",)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except NbprodError as exc:
+        print(f"nbprod: error: {exc}", file=sys.stderr)
+        return 2
+    except StageFailed as exc:
+        print(f"nbprod: {exc.summary}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nbprod: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nbprod", description="Tagged notebooks as DVC + Papermill pipelines.")
+    parser.add_argument("--version", action="version", version=f"nbprod {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create a project with example notebooks, git and DVC")
+    p.add_argument("path", type=Path)
+    p.add_argument("--no-git", action="store_true", help="do not run git init (inside an existing repository)")
+    p.set_defaults(handler=cmd_init)
+
+    p = sub.add_parser("compile", help="generate stage notebooks, dvc.yaml stages and params.yaml")
+    p.add_argument("path", nargs="?", type=Path, default=None, help="project folder (default: here)")
+    p.add_argument("--check", action="store_true", help="exit 1 when generated files are stale")
+    p.set_defaults(handler=cmd_compile)
+
+    p = sub.add_parser("exec", help="run one stage notebook (the cmd of each DVC stage)")
+    p.add_argument("stage")
+    p.set_defaults(handler=cmd_exec)
+
+    p = sub.add_parser("run", help="compile when needed and reproduce the pipeline")
+    p.add_argument("stages", nargs="*", help="stages to reproduce, with what they depend on (default: all)")
+    p.add_argument("--from", dest="from_stage", metavar="STAGE", help="reproduce STAGE and everything after it")
+    p.add_argument("--force", action="store_true", help="rerun stages even when up to date")
+    p.add_argument("--events", type=Path, help="append run events (JSON lines) to this file")
+    p.add_argument("--no-report", action="store_true", help="skip rendering HTML reports after the run")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("status", help="each stage up to date or changed, and why")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("pipeline", help="print the stages, their edges and files as JSON")
+    p.set_defaults(handler=cmd_pipeline)
+
+    p = sub.add_parser("schema", help="print the tag schema JSON that the JupyterLab extension loads")
+    p.set_defaults(handler=cmd_schema)
+
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def cmd_init(args) -> int:
+    from .init import init_project
+
+    root = init_project(args.path, git=not args.no_git)
+    print(f"Created nbprod project in {root}")
+    print(f"Next: cd {args.path} && nbprod run")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from .compile import compile_project
+    from .project import find_project
+
+    project = find_project(args.path)
+    result = compile_project(project, check=args.check)
+    stale = result.changed + result.removed
+    if args.check:
+        if stale:
+            print("Generated files are stale: " + ", ".join(stale), file=sys.stderr)
+            print("Run 'nbprod compile' and commit the result.", file=sys.stderr)
+            return 1
+        print(f"Generated files are up to date ({len(result.pipeline.stages)} stages).")
+        return 0
+    if stale:
+        for rel in result.changed:
+            print(f"wrote {rel}")
+        for rel in result.removed:
+            print(f"removed {rel}")
+    else:
+        print(f"Nothing to change ({len(result.pipeline.stages)} stages up to date).")
+    return 0
+
+
+def cmd_exec(args) -> int:
+    from .execute import exec_stage
+
+    exec_stage(args.stage)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .console import RunView, print_summary
+    from .project import find_project
+    from .run import run_pipeline
+
+    project = find_project()
+    view = RunView()
+    with view:
+        result = run_pipeline(project, args.stages or None, from_stage=args.from_stage, force=args.force,
+                              events_path=args.events, on_event=view.on_event)
+    print_summary(result.outcomes)
+    if not args.no_report:
+        _render_reports(project)
+    if not result.ok:
+        print(f"nbprod: {result.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _render_reports(project) -> None:
+    try:
+        from .report import render_reports
+    except ImportError:
+        return
+    paths = render_reports(project)
+    index = project.root / "reports" / "index.html"
+    if index.exists():
+        print(f"Reports: {index}")
+    elif paths:
+        print(f"Reports: {paths[0].parent}")
+
+
+def cmd_status(args) -> int:
+    from .console import print_status
+    from .project import find_project
+    from .status import pipeline_status
+
+    statuses = pipeline_status(find_project())
+    if args.json:
+        print(json.dumps([s.to_dict() for s in statuses], indent=2))
+    else:
+        print_status(statuses)
+    return 0
+
+
+def cmd_pipeline(args) -> int:
+    from .pipeline import load_pipeline
+    from .project import find_project
+
+    print(json.dumps(load_pipeline(find_project()).to_dict(), indent=2))
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from .tags import SCHEMA
+
+    print(json.dumps(SCHEMA, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

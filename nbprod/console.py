@@ -1,0 +1,97 @@
+"""Terminal output of the CLI: live progress per stage and per cell, summary and status tables."""
+
+from __future__ import annotations
+
+import sys
+
+
+class RunView:
+    """Progress bars on a terminal (one per running stage, so parallel stages stay accurate); plain
+    lines elsewhere, such as CI logs."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.live = self.console.is_terminal
+        self.progress = None
+        self.tasks: dict[str, int] = {}
+        self.overall = None
+
+    def __enter__(self) -> "RunView":
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=self.console, transient=True)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def on_event(self, event: dict) -> None:
+        kind, stage = event.get("event"), event.get("stage")
+        if kind == "run_start":
+            stages = event.get("stages", [])
+            if self.progress is not None:
+                self.overall = self.progress.add_task("pipeline", total=len(stages))
+            else:
+                self.console.print(f"nbprod: {len(stages)} stages: {', '.join(stages)}")
+        elif kind == "stage_start":
+            if self.progress is not None:
+                self.tasks[stage] = self.progress.add_task(f"  {stage}", total=event.get("cells") or 1)
+            else:
+                self.console.print(f"nbprod: {stage}: running {event.get('cells')} cells")
+        elif kind == "cell" and self.progress is not None and stage in self.tasks:
+            self.progress.update(self.tasks[stage], completed=max(0, event.get("index", 1) - 1))
+        elif kind == "stage_end":
+            state, duration = event.get("state"), event.get("duration") or 0.0
+            if self.progress is not None:
+                task = self.tasks.pop(stage, None)
+                if task is not None:
+                    self.progress.remove_task(task)
+                if self.overall is not None:
+                    self.progress.advance(self.overall)
+                self.console.print(f"{_mark(state)} {stage} {state} in {duration:.1f}s")
+            else:
+                self.console.print(f"nbprod: {stage}: {state} in {duration:.1f}s")
+
+
+def _mark(state: str | None) -> str:
+    return {"ran": "[green]✓[/]", "failed": "[red]✗[/]"}.get(state or "", "·")
+
+
+def _headline(metrics: dict, limit: int = 3) -> str:
+    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(metrics.items())[:limit]]
+    more = len(metrics) - limit
+    return ", ".join(parts) + (f" (+{more})" if more > 0 else "")
+
+
+def print_summary(outcomes) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="nbprod run")
+    for column in ("stage", "result", "duration", "metrics"):
+        table.add_column(column)
+    colours = {"ran": "green", "failed": "red", "up to date": "cyan", "not run": "yellow"}
+    for outcome in outcomes:
+        duration = f"{outcome.duration:.1f}s" if outcome.duration is not None else "-"
+        colour = colours.get(outcome.state, "white")
+        table.add_row(outcome.name, f"[{colour}]{outcome.state}[/]", duration, _headline(outcome.metrics))
+    Console(file=sys.stdout, width=max(100, Console().width)).print(table)
+
+
+def print_status(statuses) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="nbprod status")
+    for column in ("stage", "state", "why"):
+        table.add_column(column)
+    for status in statuses:
+        colour = "green" if status.state == "up to date" else "yellow"
+        table.add_row(status.name, f"[{colour}]{status.state}[/]", "; ".join(status.details) or "-")
+    Console(file=sys.stdout, width=max(100, Console().width)).print(table)

@@ -1,0 +1,251 @@
+"""``nbprod exec STAGE``: run one stage notebook with Papermill; write the executed notebook and metrics.
+
+This is the ``cmd`` of every nbprod stage in dvc.yaml, so it is on the hot path of each run: heavy
+imports happen only once the stage is known to be valid, and jsonschema's costly optional IRI
+checker is kept out (see ``_fast_imports``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .analysis import literal_assignments
+from .compile import LOAD_TAG, SAVE_TAG, STATE_FILE
+from .errors import NbprodError, StageFailed
+from .events import emit
+from .notebook import atomic_write, cell_source, code_cell, dumps_notebook, read_notebook
+from .project import METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project, find_project
+from .tags import is_valid_name
+
+KEY_PACKAGES = ("nbprod", "papermill", "nbclient", "ipykernel", "dvc", "scikit-learn", "pandas", "numpy",
+                "pyarrow", "matplotlib")
+
+
+@dataclass
+class ExecResult:
+    stage: str
+    executed: Path
+    metrics: dict
+    duration: float
+
+
+def exec_stage(name: str, project: Project | None = None) -> ExecResult:
+    project = project or find_project()
+    root = project.root
+    if not is_valid_name(name):
+        raise NbprodError(f"{name!r} is not a stage name", root / "dvc.yaml", fix="run 'nbprod status' to list stages")
+    stage_path = root / STAGES_DIR / f"{name}.ipynb"
+    if not stage_path.is_file():
+        raise NbprodError(f"no generated notebook for stage {name!r}", stage_path.relative_to(root),
+                          fix="run 'nbprod compile' first")
+    nb = read_notebook(stage_path, stage_path.relative_to(root).as_posix())
+    meta = nb.get("metadata", {}).get("nbprod", {})
+    source_nb = meta.get("notebook", "")
+    section = meta.get("section", "")
+    params = _stage_params(root, nb, section)
+    sources = _source_cells(root, name, nb)
+    executed = _prepare(nb, params, sources)
+    out_path = root / REPORTS_DIR / f"{name}.ipynb"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    cells = sum(1 for c in executed["cells"] if c["cell_type"] == "code")
+    info = {"stage": name, "notebook": source_nb, "params": params, "git": _git_state(root),
+            "python": sys.version.split()[0], "packages": _package_versions(), "status": "running",
+            "error": None}
+    started = time.time()
+    info["started"] = _iso(started)
+    executed["metadata"]["nbprod"] = info
+    emit("stage_start", stage=name, cells=cells, notebook=source_nb)
+    _log(f"nbprod: stage {name} ({source_nb}), {cells} cells")
+    os.environ["NBPROD_ROOT"] = str(root)
+    cwd = (root / source_nb).parent if source_nb else root
+    error = None
+    try:
+        _run_papermill(executed, out_path, project.kernel, cwd, name, cells)
+    except _CellFailed as failed:
+        error = failed
+    ended = time.time()
+    result_nb = json.loads(out_path.read_text(encoding="utf-8"))
+    info.update(ended=_iso(ended), duration=round(ended - started, 3), status="failed" if error else "ok")
+    if error:
+        info["error"] = {"cell": error.source_cell, "ename": error.ename, "evalue": error.evalue}
+    result_nb["metadata"]["nbprod"] = info
+    atomic_write(out_path, dumps_notebook(result_nb))
+    rel_out = out_path.relative_to(root).as_posix()
+    if error:
+        where = f"{source_nb} cell {error.source_cell}" if error.source_cell else f"{error.where}"
+        summary = (f"stage {name!r} failed in {where}: {error.ename}: {error.evalue}. "
+                   f"Partially executed notebook: {rel_out}")
+        emit("stage_end", stage=name, state="failed", duration=info["duration"], message=summary,
+             notebook=rel_out, cell=error.source_cell)
+        raise StageFailed(name, " ".join(summary.split()), rel_out)
+    from .scraps import numeric_metrics, read_scraps
+
+    metrics = numeric_metrics(read_scraps(result_nb, include_frames=False))
+    metrics_path = root / METRICS_DIR / f"{name}.json"
+    atomic_write(metrics_path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    emit("stage_end", stage=name, state="ran", duration=info["duration"], metrics=metrics, notebook=rel_out,
+         report=f"{REPORTS_DIR}/{name}.html")
+    _log(f"nbprod: stage {name} done in {info['duration']:.1f}s")
+    return ExecResult(name, out_path, metrics, info["duration"])
+
+
+def _stage_params(root: Path, nb: dict, section: str) -> dict:
+    """The values of the keys this stage reads, taken from params.yaml (falling back to the notebook)."""
+    cell = next((c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return {}
+    defaults, _ = literal_assignments(cell_source(cell))
+    values = dict(defaults)
+    params_file = root / "params.yaml"
+    if params_file.is_file() and defaults:
+        import yaml
+
+        try:
+            doc = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise NbprodError(f"is not valid YAML ({str(exc).splitlines()[0]})", "params.yaml",
+                              fix="correct params.yaml or restore it with git") from None
+        section_values = doc.get(section, {}) if isinstance(doc, dict) else {}
+        if isinstance(section_values, dict):
+            for key in defaults:
+                if key in section_values:
+                    values[key] = section_values[key]
+    return values
+
+
+def _source_cells(root: Path, name: str, nb: dict) -> list[int | None]:
+    """For each cell of the stage notebook, its cell number in the source notebook (None if generated)."""
+    try:
+        state = json.loads((root / STATE_FILE).read_text(encoding="utf-8"))["stages"][name]
+    except (OSError, ValueError, KeyError):
+        state = {}
+    shared = iter(state.get("shared", []))
+    own = iter(state.get("cells", []))
+    numbers: list[int | None] = []
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell["cell_type"] != "code" or LOAD_TAG in tags or SAVE_TAG in tags:
+            numbers.append(None)
+        elif "shared" in tags:
+            numbers.append(next(shared, None))
+        elif "parameters" in tags:
+            numbers.append(state.get("parameters"))
+        else:
+            numbers.append(next(own, None))
+    return numbers
+
+
+def _prepare(nb: dict, params: dict, sources: list[int | None]) -> dict:
+    """The notebook to execute: source cell numbers in metadata, and params.yaml values injected."""
+    from .compile import _py_literal
+
+    executed = json.loads(json.dumps(nb))
+    cells = []
+    for cell, number in zip(executed["cells"], sources):
+        if number is not None:
+            cell.setdefault("metadata", {})["nbprod"] = {"source_cell": number}
+        cells.append(cell)
+        if "parameters" in cell.get("metadata", {}).get("tags", []) and params:
+            lines = ["# Parameters from params.yaml, injected by nbprod exec"]
+            lines += [f"{key} = {_py_literal(value)}" for key, value in params.items()]
+            cells.append(code_cell("\n".join(lines), ["injected-parameters"]))
+    executed["cells"] = cells
+    return executed
+
+
+class _CellFailed(Exception):
+    def __init__(self, source_cell: int | None, where: str, ename: str, evalue: str):
+        super().__init__(evalue)
+        self.source_cell, self.where, self.ename, self.evalue = source_cell, where, ename, evalue
+
+
+def _fast_imports():
+    # jsonschema imports rfc3987_syntax only to check the "iri" string format, which notebook
+    # schemas never use; building its ~35 Lark parsers costs ~3 s per process. Without the module,
+    # jsonschema skips that one optional checker (an ImportError it expects), nothing else changes.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    import nbformat
+    import papermill
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    return nbformat, papermill, NBClientEngine, papermill_engines
+
+
+def _run_papermill(executed: dict, out_path: Path, kernel: str, cwd: Path, stage: str, cells: int) -> None:
+    nbformat, papermill, NBClientEngine, papermill_engines = _fast_imports()
+    from papermill.exceptions import PapermillExecutionError
+
+    class ProgressEngine(NBClientEngine):
+        """Papermill's nbclient engine, reporting each cell to the run's events."""
+
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            code_index = {id(c): i for i, c in enumerate(c for c in nb_man.nb.cells if c.cell_type == "code")}
+            original = nb_man.cell_start
+
+            def cell_start(cell, cell_index=None, **kw):
+                emit("cell", stage=stage, index=code_index.get(id(cell), 0) + 1, cells=cells)
+                return original(cell, cell_index, **kw)
+
+            nb_man.cell_start = cell_start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register("nbprod", ProgressEngine)
+    node = nbformat.from_dict(executed)
+    try:
+        papermill.execute_notebook(node, str(out_path), parameters=None, engine_name="nbprod",
+                                   kernel_name=kernel, cwd=str(cwd), progress_bar=False,
+                                   request_save_on_cell_execute=True, log_output=False)
+    except PapermillExecutionError as exc:
+        source = None
+        where = "a generated cell"
+        done = json.loads(out_path.read_text(encoding="utf-8"))
+        for cell in done["cells"]:
+            if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+                source = cell.get("metadata", {}).get("nbprod", {}).get("source_cell")
+                tags = cell.get("metadata", {}).get("tags", [])
+                where = "the nbprod outputs cell" if SAVE_TAG in tags else \
+                    "the nbprod inputs cell" if LOAD_TAG in tags else where
+                break
+        raise _CellFailed(source, where, exc.ename, str(exc.evalue)) from None
+
+
+def _git_state(root: Path) -> dict:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def _package_versions() -> dict:
+    from importlib import metadata
+
+    versions = {}
+    for name in KEY_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _log(message: str) -> None:
+    if not os.environ.get("NBPROD_EVENTS"):
+        print(message, file=sys.stderr, flush=True)

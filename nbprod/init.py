@@ -1,0 +1,81 @@
+"""``nbprod init``: a working project from templates/: git, DVC with a local default remote, examples."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .errors import NbprodError
+
+
+def template_dirs() -> tuple[Path, Path]:
+    """(project template, example notebooks), from the wheel or from a source checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_templates"
+    if packaged.is_dir():
+        return packaged / "project", packaged / "example"
+    return here.parent / "templates" / "project", here.parent / "example_project"
+
+
+def init_project(path: Path, git: bool = True) -> Path:
+    root = path.resolve()
+    if root.exists() and any(root.iterdir()):
+        raise NbprodError("already exists and is not empty", path,
+                          fix="choose a new folder name; nbprod init never writes into existing work")
+    from .pipeline import slug
+
+    name = slug(root.name) or "project"
+    project_template, examples = template_dirs()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        for source in sorted(project_template.rglob("*")):
+            if source.is_dir():
+                continue
+            rel = source.relative_to(project_template).as_posix()
+            rel = {"gitignore": ".gitignore", "dvcignore": ".dvcignore"}.get(rel, rel)
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(source.read_text(encoding="utf-8").replace("{{name}}", name), encoding="utf-8")
+        (root / "notebooks").mkdir()
+        for notebook in sorted(examples.glob("*.ipynb")):
+            shutil.copyfile(notebook, root / "notebooks" / notebook.name)
+        if git:
+            _run(root, "git", "init", "-q")
+        _run(root, _tool("dvc"), "init", "-q", *([] if git else ["--no-scm"]))
+        _run(root, _tool("dvc"), "remote", "add", "-d", "-q", "local", str(root / ".dvcstore"))
+        _run(root, _tool("dvc"), "remote", "modify", "local", "url", "../.dvcstore")
+        from .compile import compile_project
+        from .project import load_project
+
+        compile_project(load_project(root))
+        if git:
+            _run(root, "git", "add", "-A")
+            _run(root, "git", *_identity(root), "commit", "-q", "-m", "New nbprod project")
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)  # we created it: leave nothing half made
+        raise
+    return root
+
+
+def _tool(name: str) -> str:
+    import sys
+
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else name
+
+
+def _identity(root: Path) -> list[str]:
+    """A committer identity for the first commit only when git has none configured."""
+    done = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True)
+    if done.returncode == 0 and done.stdout.strip():
+        return []
+    return ["-c", "user.name=nbprod", "-c", "user.email=nbprod@localhost"]
+
+
+def _run(root: Path, *command: str) -> None:
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, env={**os.environ})
+    if done.returncode != 0:
+        raise NbprodError(f"'{' '.join(command[:3])}' failed: {(done.stderr or done.stdout).strip()[:300]}", root,
+                          fix="check that git and dvc work in this folder")

@@ -1,0 +1,367 @@
+"""The pipeline model: tagged notebooks -> stages, their params, files and data edges, as a DAG."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .analysis import CodeFacts, CodeSyntaxError, analyse_code, literal_assignments
+from .errors import NbprodError
+from .notebook import cell_source, cell_tags, read_notebook
+from .project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project
+from .tags import TagError, is_valid_name, parse_cell_tags
+
+GENERATED_PREFIXES = (GENERATED_DIR + "/", REPORTS_DIR + "/", METRICS_DIR + "/")
+
+
+@dataclass
+class Cell:
+    number: int  # 1-based position in the source notebook, as JupyterLab users count
+    source: str
+    facts: CodeFacts | None = None
+
+
+@dataclass
+class Stage:
+    name: str
+    notebook: str                     # project-relative path of the source notebook
+    section: str                      # params.yaml section of that notebook
+    cells: list[Cell] = field(default_factory=list)
+    tag_cell: int | None = None       # the cell carrying stage:NAME (None for a whole-notebook stage)
+    after: list[tuple[str, int]] = field(default_factory=list)   # (stage, cell that said so)
+    deps: list[str] = field(default_factory=list)
+    outs: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    params: list[str] = field(default_factory=list)              # keys of its section it reads
+    inputs: dict[str, str] = field(default_factory=dict)         # variable -> producing stage
+    outputs: list[str] = field(default_factory=list)             # variables later stages read
+    upstream: list[str] = field(default_factory=list)
+
+    @property
+    def first_cell(self) -> int:
+        return self.tag_cell or (self.cells[0].number if self.cells else 1)
+
+    @property
+    def stage_notebook(self) -> str:
+        return f"{STAGES_DIR}/{self.name}.ipynb"
+
+    @property
+    def executed_notebook(self) -> str:
+        return f"{REPORTS_DIR}/{self.name}.ipynb"
+
+    @property
+    def metrics_file(self) -> str:
+        return f"{METRICS_DIR}/{self.name}.json"
+
+    def artifact(self, variable: str) -> str:
+        """Where a variable this stage passes on is stored (extension chosen at run time)."""
+        folder = Path(self.notebook).with_suffix("").as_posix().replace("/", "__")
+        return f"{GENERATED_DIR}/data/{folder}/{self.name}/{variable}"
+
+    @property
+    def artifact_dir(self) -> str:
+        return self.artifact("").rstrip("/")
+
+
+@dataclass
+class NotebookSpec:
+    path: str
+    section: str
+    kernel_language: str
+    params: dict[str, object]
+    params_cell: Cell | None
+    shared: list[Cell]
+    stages: list[Stage]
+
+
+@dataclass
+class Pipeline:
+    project: Project
+    notebooks: list[NotebookSpec]
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [s for nb in self.notebooks for s in nb.stages]
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        known = ", ".join(s.name for s in self.stages) or "none"
+        raise NbprodError(f"no stage named {name!r} (stages: {known})", self.project.root / "dvc.yaml",
+                          fix="run 'nbprod status' to list the stages")
+
+    def notebook_of(self, stage: Stage) -> NotebookSpec:
+        return next(nb for nb in self.notebooks if nb.path == stage.notebook)
+
+    def order(self) -> list[Stage]:
+        """Stages in a topological order that keeps notebook order where the DAG allows."""
+        by_name = {s.name: s for s in self.stages}
+        done: list[str] = []
+        seen: set[str] = set()
+
+        def visit(stage: Stage) -> None:
+            if stage.name in seen:
+                return
+            seen.add(stage.name)
+            for up in stage.upstream:
+                visit(by_name[up])
+            done.append(stage.name)
+
+        for stage in self.stages:
+            visit(stage)
+        return [by_name[n] for n in done]
+
+    def downstream(self, names: set[str]) -> set[str]:
+        result = set(names)
+        changed = True
+        while changed:
+            changed = False
+            for stage in self.stages:
+                if stage.name not in result and result & set(stage.upstream):
+                    result.add(stage.name)
+                    changed = True
+        return result
+
+    def to_dict(self) -> dict:
+        return {
+            "root": str(self.project.root),
+            "stages": [
+                {"name": s.name, "notebook": s.notebook, "section": s.section,
+                 "cells": [c.number for c in s.cells], "tag_cell": s.tag_cell,
+                 "after": [a for a, _ in s.after], "deps": s.deps, "outs": s.outs, "metrics": s.metrics,
+                 "plots": s.plots, "params": [f"{s.section}.{p}" for p in s.params],
+                 "inputs": s.inputs, "outputs": s.outputs, "upstream": s.upstream,
+                 "executed_notebook": s.executed_notebook, "report": f"{REPORTS_DIR}/{s.name}.html"}
+                for s in self.order()
+            ],
+        }
+
+
+def slug(text: str) -> str:
+    name = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")
+    name = re.sub(r"^[^a-z]+", "", name)
+    return name[:64]
+
+
+def load_pipeline(project: Project) -> Pipeline:
+    """Read every source notebook and build the validated pipeline; raise NbprodError on bad input."""
+    specs = [_read_spec(project, path) for path in project.notebooks()]
+    pipeline = Pipeline(project, specs)
+    _check_unique_names(pipeline)
+    _link_data(pipeline)
+    _link_files_and_order(pipeline)
+    return pipeline
+
+
+def _read_spec(project: Project, path: Path) -> NotebookSpec:
+    rel = project.rel(path)
+    nb = read_notebook(path, rel)
+    section = slug(path.stem)
+    if not section:
+        raise NbprodError(f"notebook name {path.stem!r} gives no usable stage or params name", rel,
+                          fix="rename the notebook to start with a letter, e.g. train.ipynb")
+    language = ((nb.get("metadata") or {}).get("kernelspec") or {}).get("language", "python")
+    params_cell: Cell | None = None
+    params: dict[str, object] = {}
+    shared: list[Cell] = []
+    stages: list[Stage] = []
+    pending: list[tuple[Cell, object]] = []  # untagged cells before the first stage:NAME
+    current: Stage | None = None
+    for number, raw in enumerate(nb["cells"], start=1):
+        if raw["cell_type"] != "code":
+            continue
+        try:
+            tags = parse_cell_tags(cell_tags(raw))
+        except TagError as exc:
+            raise NbprodError(exc.message, rel, number, fix=exc.fix) from None
+        cell = Cell(number, cell_source(raw))
+        has_io = tags.after or tags.deps or tags.outs or tags.metrics or tags.plots
+        if tags.role in ("parameters", "shared", "skip") and has_io:
+            raise NbprodError(f"a {tags.role} cell cannot carry after:/deps:/outs:/metrics:/plots: tags", rel,
+                              number, fix="move those tags to a cell of the stage they belong to")
+        if tags.role == "skip":
+            continue
+        if tags.role == "parameters":
+            if params_cell is not None:
+                raise NbprodError(f"second parameters cell (the first is cell {params_cell.number})", rel,
+                                  number, fix="merge the parameters into one cell")
+            values, bad = literal_assignments(cell.source)
+            if bad is not None:
+                line, text = bad
+                raise NbprodError(
+                    f"parameters cell line {line} is not a literal assignment: {text[:60]!r}", rel, number,
+                    fix="keep only NAME = value lines (numbers, strings, booleans, None, lists, dicts) "
+                        "and move other code to a stage cell")
+            params_cell, params = cell, values
+            continue
+        cell.facts = _facts(cell, rel)
+        if tags.role == "shared":
+            shared.append(cell)
+            continue
+        if tags.role == "stage":
+            current = Stage(tags.stage, rel, section, tag_cell=number)
+            stages.append(current)
+            for early, early_tags in pending:
+                _attach(current, early, early_tags, path, project)
+            pending = []
+        if current is None:
+            pending.append((cell, tags))
+        else:
+            _attach(current, cell, tags, path, project)
+    if not stages:
+        name = section
+        whole = Stage(name, rel, section)
+        for cell, tags in pending:
+            _attach(whole, cell, tags, path, project)
+        stages.append(whole)
+    spec = NotebookSpec(rel, section, language, params, params_cell, shared, stages)
+    _stage_params(spec)
+    return spec
+
+
+def _facts(cell: Cell, rel: str) -> CodeFacts:
+    try:
+        return analyse_code(cell.source)
+    except CodeSyntaxError as exc:
+        raise NbprodError(f"line {exc.lineno} is not valid Python ({exc.msg})", rel, cell.number,
+                          fix="correct the code, or tag the cell 'skip' to leave it out of the pipeline") from None
+
+
+def _attach(stage: Stage, cell: Cell, tags, notebook: Path, project: Project) -> None:
+    stage.cells.append(cell)
+    stage.after.extend((name, cell.number) for name in tags.after)
+    for kind in ("deps", "outs", "metrics", "plots"):
+        for value in getattr(tags, kind):
+            getattr(stage, kind).append(_project_path(value, kind, notebook, cell.number, project))
+
+
+def _project_path(value: str, kind: str, notebook: Path, number: int, project: Project) -> str:
+    rel_nb = project.rel(notebook)
+    resolved = os.path.normpath(os.path.join(notebook.parent.resolve(), value))
+    root = str(project.root)
+    if resolved != root and not resolved.startswith(root + os.sep):
+        raise NbprodError(f"path in '{kind}:{value}' points outside the project", rel_nb, number,
+                          fix="give a path relative to the notebook's folder that stays inside the project")
+    rel = Path(resolved).relative_to(project.root).as_posix()
+    if rel == "." or rel.startswith(GENERATED_PREFIXES) or rel.split("/")[0] in (".git", ".dvc", GENERATED_DIR):
+        raise NbprodError(f"path in '{kind}:{value}' is inside a folder nbprod or git manages ({rel})", rel_nb,
+                          number, fix="keep your data outside .nbprod/, reports/, metrics/, .git and .dvc")
+    return rel
+
+
+def _stage_params(spec: NotebookSpec) -> None:
+    shared_reads = set().union(*(c.facts.reads for c in spec.shared)) if spec.shared else set()
+    for stage in spec.stages:
+        reads = set(shared_reads)
+        bound: set[str] = set()
+        for cell in stage.cells:
+            reads |= cell.facts.reads - bound
+            bound |= cell.facts.writes
+        stage.params = [key for key in spec.params if key in reads]
+
+
+def _check_unique_names(pipeline: Pipeline) -> None:
+    seen: dict[str, Stage] = {}
+    sections: dict[str, str] = {}
+    for spec in pipeline.notebooks:
+        if spec.section in sections:
+            raise NbprodError(f"notebook name gives params section {spec.section!r}, as {sections[spec.section]} does",
+                              spec.path, fix="rename one of the two notebooks")
+        sections[spec.section] = spec.path
+        for stage in spec.stages:
+            if stage.name in seen:
+                other = seen[stage.name]
+                raise NbprodError(f"stage name {stage.name!r} is already used in {other.notebook} cell {other.first_cell}",
+                                  stage.notebook, stage.first_cell,
+                                  fix="give each stage a name used once in the project")
+            seen[stage.name] = stage
+
+
+def _link_data(pipeline: Pipeline) -> None:
+    """Variables a stage reads that an earlier stage of the same notebook defines become data edges."""
+    for spec in pipeline.notebooks:
+        shared_names = set().union(*(c.facts.writes for c in spec.shared)) if spec.shared else set()
+        defined: dict[str, Stage] = {}
+        for stage in spec.stages:
+            bound: set[str] = set()
+            for cell in stage.cells:
+                for name in sorted(cell.facts.reads - bound):
+                    if name in defined and name not in shared_names and name not in spec.params:
+                        stage.inputs.setdefault(name, defined[name].name)
+                bound |= cell.facts.writes
+            for name in bound | set().union(*(c.facts.mutated for c in stage.cells)):
+                defined[name] = stage
+        for stage in spec.stages:
+            for name, producer in stage.inputs.items():
+                owner = next(s for s in spec.stages if s.name == producer)
+                if name not in owner.outputs:
+                    owner.outputs.append(name)
+        for stage in spec.stages:
+            stage.outputs.sort()
+
+
+def _link_files_and_order(pipeline: Pipeline) -> None:
+    stages = pipeline.stages
+    names = {s.name for s in stages}
+    writer: dict[str, Stage] = {}
+    for stage in stages:
+        for path in stage.outs + stage.metrics + stage.plots:
+            if path in writer and writer[path] is not stage:
+                other = writer[path]
+                raise NbprodError(f"stage {stage.name!r} writes {path}, which stage {other.name!r} "
+                                  f"({other.notebook}) also writes", stage.notebook, stage.first_cell,
+                                  fix="let one stage write each output file")
+            writer[path] = stage
+    for path, stage in writer.items():
+        for other_path, other in writer.items():
+            if other is not stage and other_path.startswith(path + "/"):
+                raise NbprodError(f"output {other_path} of stage {other.name!r} lies inside output {path} "
+                                  f"of stage {stage.name!r}", other.notebook, other.first_cell,
+                                  fix="let outputs of different stages not contain each other")
+    for stage in stages:
+        upstream: list[str] = []
+        for name, number in stage.after:
+            if name not in names:
+                raise NbprodError(f"'after:{name}' names no stage", stage.notebook, number,
+                                  fix="use the name of an existing stage:NAME tag")
+            if name == stage.name:
+                raise NbprodError(f"stage {name!r} cannot run after itself", stage.notebook, number,
+                                  fix="remove the after: tag")
+            upstream.append(name)
+        upstream.extend(stage.inputs.values())
+        for dep in stage.deps:
+            for path, producer in writer.items():
+                if producer is not stage and (dep == path or dep.startswith(path + "/")):
+                    upstream.append(producer.name)
+        stage.upstream = sorted(set(upstream) - {stage.name})
+    _check_cycles(pipeline)
+
+
+def _check_cycles(pipeline: Pipeline) -> None:
+    by_name = {s.name: s for s in pipeline.stages}
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for up in by_name[name].upstream:
+            if state.get(up) == 1:
+                cycle = path[path.index(up):] + [up] if up in path else [name, up]
+                stage = by_name[name]
+                tagged = next((n for a, n in stage.after if a == up), stage.first_cell)
+                raise NbprodError(f"dependency cycle: {' -> '.join(reversed(cycle))}", stage.notebook, tagged,
+                                  fix="remove an after:/deps: tag so that the stages form no loop")
+            if state.get(up) is None:
+                visit(up, path + [up])
+        state[name] = 2
+
+    for name in by_name:
+        if name not in state:
+            visit(name, [name])
+
+
+def stage_asdict(stage: Stage) -> dict:
+    return asdict(stage)

@@ -1,0 +1,88 @@
+"""Where a project lives and what it is configured with (``[tool.nbprod]`` in pyproject.toml)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import NbprodError
+
+GENERATED_DIR = ".nbprod"
+STAGES_DIR = ".nbprod/stages"
+REPORTS_DIR = "reports"
+METRICS_DIR = "metrics"
+_SKIP_DIRS = {".git", ".dvc", ".nbprod", ".venv", "venv", "node_modules", "reports", "__pycache__",
+              ".ipynb_checkpoints", ".dvcstore"}
+
+
+@dataclass
+class Project:
+    root: Path
+    notebook_paths: list[str] = field(default_factory=lambda: ["."])
+    kernel: str = "python3"
+    gates: dict = field(default_factory=dict)
+
+    def rel(self, path: Path) -> str:
+        return path.resolve().relative_to(self.root).as_posix()
+
+    def notebooks(self) -> list[Path]:
+        """The source notebooks, in a stable order (sorted by project-relative path)."""
+        found: set[Path] = set()
+        for entry in self.notebook_paths:
+            base = (self.root / entry).resolve()
+            if not _inside(base, self.root):
+                raise NbprodError(f"notebooks entry {entry!r} is outside the project",
+                                  self.root / "pyproject.toml",
+                                  fix="list folders inside the project under [tool.nbprod] notebooks")
+            if base.is_file() and base.suffix == ".ipynb":
+                found.add(base)
+            elif base.is_dir():
+                for path in base.rglob("*.ipynb"):
+                    parts = path.relative_to(base).parts[:-1]
+                    if not any(p in _SKIP_DIRS or p.startswith(".") for p in parts):
+                        found.add(path)
+        return sorted(found, key=lambda p: p.relative_to(self.root).as_posix())
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def find_project(start: Path | str | None = None) -> Project:
+    """The project containing ``start``: the nearest folder holding a ``.dvc`` directory."""
+    here = Path(start or Path.cwd()).resolve()
+    if here.is_file():
+        here = here.parent
+    for folder in (here, *here.parents):
+        if (folder / ".dvc").is_dir():
+            return load_project(folder)
+    raise NbprodError("is not inside a DVC project (no .dvc folder here or above)", here,
+                      fix="run 'nbprod init NAME' to create a project, or 'dvc init' in this folder")
+
+
+def load_project(root: Path) -> Project:
+    root = root.resolve()
+    config: dict = {}
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            config = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("nbprod", {})
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise NbprodError(f"is not valid TOML ({exc})", pyproject,
+                              fix="correct the syntax of pyproject.toml") from None
+    notebooks = config.get("notebooks", ["."])
+    if isinstance(notebooks, str):
+        notebooks = [notebooks]
+    if not isinstance(notebooks, list) or not all(isinstance(n, str) for n in notebooks):
+        raise NbprodError("[tool.nbprod] notebooks must be a list of paths", pyproject,
+                          fix='write notebooks = ["notebooks"]')
+    kernel = config.get("kernel", "python3")
+    if not isinstance(kernel, str) or not kernel:
+        raise NbprodError("[tool.nbprod] kernel must be a kernel name", pyproject, fix='write kernel = "python3"')
+    gates = config.get("gates", {})
+    return Project(root=root, notebook_paths=notebooks, kernel=kernel, gates=gates)

@@ -1,0 +1,232 @@
+"""``nbprod run``: compile when needed, reproduce with DVC, show progress and a summary table."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .compile import compile_project
+from .errors import NbprodError
+from .events import EVENTS_ENV, emit, read_events
+from .pipeline import Pipeline
+from .project import GENERATED_DIR, METRICS_DIR, Project
+
+RUNS_DIR = f"{GENERATED_DIR}/runs"
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    state: str = "up to date"      # "ran" | "up to date" | "failed" | "not run"
+    duration: float | None = None
+    metrics: dict = field(default_factory=dict)
+    message: str | None = None
+    cells: int = 0
+    cell: int = 0
+
+
+@dataclass
+class RunResult:
+    ok: bool
+    outcomes: list[StageOutcome]
+    message: str | None
+    events: Path
+    log: Path
+
+
+class RunLock:
+    """One run per project at a time: a second run refuses with a clear message instead of racing DVC."""
+
+    def __init__(self, project: Project):
+        self.path = project.root / GENERATED_DIR / "run.lock"
+        self.handle = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "another process"
+            self.handle.close()
+            raise NbprodError(f"another nbprod run is in progress ({holder})", self.path.parent.name + "/run.lock",
+                              fix="wait for it to finish, or cancel it, then run again") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"pid {os.getpid()}")
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.seek(0)
+        self.handle.truncate()
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def run_pipeline(project: Project, targets: list[str] | None = None, *, from_stage: str | None = None,
+                 force: bool = False, events_path: Path | None = None, on_event=None) -> RunResult:
+    """Compile, then reproduce the requested stages (all by default) with ``dvc repro``.
+
+    ``on_event`` is called with each event dict as it arrives (the CLI draws progress from it).
+    """
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_dir = project.root / RUNS_DIR / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    events = events_path or run_dir / "events.jsonl"
+    events.parent.mkdir(parents=True, exist_ok=True)
+    events.touch()
+    log = run_dir / "dvc.log"
+    os.environ[EVENTS_ENV] = str(events)
+    with RunLock(project):
+        compiled = compile_project(project)
+        pipeline = compiled.pipeline
+        names = _select(pipeline, targets, from_stage)
+        order = [s.name for s in pipeline.order() if s.name in names]
+        emit("run_start", run=run_id, stages=order, compiled=compiled.changed)
+        outcomes = {name: StageOutcome(name) for name in order}
+        follower = _Follower(events, outcomes, on_event)
+        follower.start()
+        try:
+            code = _dvc_repro(project, targets, from_stage, force, log)
+        finally:
+            follower.stop()
+        ok = code == 0 and not any(o.state == "failed" for o in outcomes.values())
+        message = next((o.message for o in outcomes.values() if o.state == "failed"), None)
+        if not ok and message is None:
+            message = _dvc_error(log) or f"dvc repro exited with status {code}; see {project.rel(log)}"
+        for outcome in outcomes.values():
+            if outcome.state == "up to date":
+                if not ok:
+                    outcome.state = "not run" if _lock_differs(project, outcome.name) else "up to date"
+                outcome.metrics = outcome.metrics or _metrics(project, outcome.name)
+        emit("run_end", run=run_id, ok=ok, message=message)
+        follower.drain()
+    os.environ.pop(EVENTS_ENV, None)
+    return RunResult(ok, [outcomes[n] for n in order], message, events, log)
+
+
+def _select(pipeline: Pipeline, targets: list[str] | None, from_stage: str | None) -> set[str]:
+    if from_stage:
+        pipeline.stage(from_stage)
+        return pipeline.downstream({from_stage})
+    if not targets:
+        return {s.name for s in pipeline.stages}
+    chosen: set[str] = set()
+    by_name = {s.name: s for s in pipeline.stages}
+    for name in targets:
+        pipeline.stage(name)
+        todo = [name]
+        while todo:  # dvc repro STAGE also reproduces what the stage depends on
+            current = todo.pop()
+            if current not in chosen:
+                chosen.add(current)
+                todo.extend(by_name[current].upstream)
+    return chosen
+
+
+def _dvc_repro(project: Project, targets, from_stage, force: bool, log: Path) -> int:
+    command = [_dvc_executable(), "repro"]
+    if force:
+        command.append("--force")
+    if from_stage:
+        command += ["--downstream", from_stage]
+    elif targets:
+        command += list(targets)
+    env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")  # so the stages' `nbprod exec` is found
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=project.root, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C: stop DVC and its stage (DVC then leaves dvc.lock as it was for that stage).
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            raise
+
+
+def _dvc_executable() -> str:
+    local = Path(sys.executable).parent / "dvc"
+    return str(local) if local.exists() else "dvc"
+
+
+def _dvc_error(log: Path) -> str | None:
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    errors = [l for l in lines if l.startswith("ERROR")]
+    return errors[-1] if errors else None
+
+
+def _lock_differs(project: Project, name: str) -> bool:
+    from .status import pipeline_status
+
+    try:
+        return any(s.name == name and s.state != "up to date" for s in pipeline_status(project))
+    except Exception:  # status is best effort here; the run already failed
+        return True
+
+
+def _metrics(project: Project, name: str) -> dict:
+    try:
+        return json.loads((project.root / METRICS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+class _Follower:
+    """Reads the run's events file while DVC runs and folds them into the outcomes."""
+
+    def __init__(self, path: Path, outcomes: dict[str, StageOutcome], on_event):
+        self.path, self.outcomes, self.on_event = path, outcomes, on_event
+        self.offset = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.drain()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.1):
+            self.drain()
+
+    def drain(self) -> None:
+        events, self.offset = read_events(self.path, self.offset)
+        for event in events:
+            outcome = self.outcomes.get(event.get("stage", ""))
+            kind = event.get("event")
+            if outcome is not None:
+                if kind == "stage_start":
+                    outcome.state, outcome.cells = "running", event.get("cells", 0)
+                elif kind == "cell":
+                    outcome.cell = event.get("index", 0)
+                elif kind == "stage_end":
+                    outcome.state = event.get("state", "ran")
+                    outcome.duration = event.get("duration")
+                    outcome.metrics = event.get("metrics") or {}
+                    outcome.message = event.get("message")
+            if self.on_event is not None:
+                self.on_event(event)

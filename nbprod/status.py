@@ -1,0 +1,102 @@
+"""``nbprod status``: each stage up to date or changed, and why (code, params, data, outputs)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .compile import compile_project
+from .pipeline import Pipeline
+from .project import STAGES_DIR, Project
+
+
+@dataclass
+class StageStatus:
+    name: str
+    state: str                                   # "up to date" | "changed" | "never run"
+    reasons: list[str] = field(default_factory=list)   # "code" | "params" | "data" | "outputs"
+    details: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "state": self.state, "reasons": self.reasons, "details": self.details}
+
+
+def pipeline_status(project: Project) -> list[StageStatus]:
+    """Status of every stage, counting source edits that are not compiled yet as code changes."""
+    preview = compile_project(project, check=True)
+    pipeline = preview.pipeline
+    stale_code = {s.name for s in pipeline.stages if s.stage_notebook in preview.changed}
+    lock = _lock_stages(project)
+    dvc_status = _dvc_status(project) if lock else {}
+    result = []
+    for stage in pipeline.order():
+        if stage.name not in lock:
+            result.append(StageStatus(stage.name, "never run", ["never run"]))
+            continue
+        reasons, details = _reasons(dvc_status.get(stage.name, []))
+        if stage.name in stale_code and "code" not in reasons:
+            reasons.insert(0, "code")
+            details.insert(0, f"{stage.notebook} changed since the last compile")
+        result.append(StageStatus(stage.name, "changed" if reasons else "up to date", reasons, details))
+    _propagate(pipeline, result)
+    return result
+
+
+def _propagate(pipeline: Pipeline, statuses: list[StageStatus]) -> None:
+    """A stage downstream of a changed stage will rerun too: say so, with the upstream as reason."""
+    by_name = {s.name: s for s in statuses}
+    for stage in pipeline.order():
+        status = by_name[stage.name]
+        changed_up = [u for u in stage.upstream if by_name[u].state != "up to date"]
+        if changed_up and status.state == "up to date":
+            status.state = "changed"
+            status.reasons.append("data")
+            status.details.append("upstream " + ", ".join(changed_up) + " will rerun")
+
+
+def _lock_stages(project: Project) -> set[str]:
+    path = project.root / "dvc.lock"
+    if not path.exists():
+        return set()
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        return set()
+    return set((doc.get("stages") or {}).keys())
+
+
+def _dvc_status(project: Project) -> dict:
+    from dvc.repo import Repo
+
+    with Repo(str(project.root)) as repo:
+        return json.loads(json.dumps(repo.status(), default=str))
+
+
+def _reasons(entries: list) -> tuple[list[str], list[str]]:
+    reasons: list[str] = []
+    details: list[str] = []
+
+    def add(reason: str, detail: str) -> None:
+        if reason not in reasons:
+            reasons.append(reason)
+        details.append(detail)
+
+    for entry in entries:
+        if isinstance(entry, str):
+            add("code", entry)  # "always changed" or a changed command
+            continue
+        for path, change in (entry.get("changed deps") or {}).items():
+            if path.startswith(STAGES_DIR + "/"):
+                add("code", f"{path} {change}")
+            elif isinstance(change, dict) or path.endswith("params.yaml"):
+                keys = ", ".join(sorted(change)) if isinstance(change, dict) else path
+                add("params", f"params {keys} {('changed' if isinstance(change, dict) else change)}")
+            else:
+                add("data", f"{path} {change}")
+        for path, change in (entry.get("changed outs") or {}).items():
+            add("outputs", f"{path} {change}")
+        if entry.get("changed command"):
+            add("code", "command changed")
+    return reasons, details
