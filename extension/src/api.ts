@@ -1,0 +1,135 @@
+/**
+ * The REST client for the nbprod server extension (/nbprod/api). ServerConnection adds the token
+ * and the XSRF header, so every call goes through Jupyter's authentication.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { TagParser, TagSchema } from './tags';
+
+export interface StageInfo {
+  name: string;
+  notebook: string;
+  cells: number[];
+  after: string[];
+  deps: string[];
+  outs: string[];
+  params: string[];
+  upstream: string[];
+  executed_notebook: string;
+  report: string;
+}
+
+export interface PipelineInfo {
+  root: string;
+  stages: StageInfo[];
+}
+
+export interface StageStatus {
+  name: string;
+  state: 'up to date' | 'changed' | 'never run' | 'failed';
+  reasons: string[];
+}
+
+export interface StatusInfo {
+  root: string;
+  running: string | null;
+  stages: StageStatus[];
+}
+
+export interface RunEvent {
+  event: 'stage_start' | 'cell' | 'stage_end' | 'run_end' | string;
+  stage?: string;
+  cells?: number;
+  index?: number;
+  state?: string;
+  duration?: number;
+  metrics?: Record<string, unknown>;
+  report?: string;
+  notebook?: string;
+  ok?: boolean;
+  message?: string;
+}
+
+export interface RunState {
+  id: string;
+  running: boolean;
+  returncode: number | null;
+  events: RunEvent[];
+  offset: number;
+}
+
+export class NbprodApiError extends Error {
+  constructor(message: string, readonly status: number) {
+    super(message);
+  }
+}
+
+export class NbprodApi {
+  constructor(readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
+
+  schema(): Promise<TagSchema> {
+    return this._request('schema');
+  }
+
+  pipeline(path: string): Promise<PipelineInfo> {
+    return this._request('pipeline', { path });
+  }
+
+  status(path: string): Promise<StatusInfo> {
+    return this._request('status', { path });
+  }
+
+  runs(path: string): Promise<{ runs: { id: string; running: boolean }[] }> {
+    return this._request('runs', { path });
+  }
+
+  startRun(path: string, stages: string[], from: string | null): Promise<{ id: string }> {
+    return this._request('runs', {}, { method: 'POST', body: JSON.stringify({ path, stages, from }) });
+  }
+
+  events(path: string, run: string, offset: number): Promise<RunState> {
+    return this._request(`runs/${encodeURIComponent(run)}/events`, { path, offset: String(offset) });
+  }
+
+  cancel(path: string, run: string): Promise<{ cancelled: boolean }> {
+    return this._request(`runs/${encodeURIComponent(run)}/cancel`, {}, {
+      method: 'POST',
+      body: JSON.stringify({ path })
+    });
+  }
+
+  /** The URL that serves a file of the server root (for HTML reports, opened in a new tab). */
+  fileUrl(path: string): string {
+    return URLExt.join(this.settings.baseUrl, 'files', URLExt.encodeParts(path));
+  }
+
+  private async _request<T>(endpoint: string, query: Record<string, string> = {}, init: RequestInit = {}): Promise<T> {
+    const url =
+      URLExt.join(this.settings.baseUrl, 'nbprod', 'api', endpoint) + URLExt.objectToQueryString(query);
+    const response = await ServerConnection.makeRequest(url, init, this.settings);
+    let data: any = null;
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+    if (!response.ok) {
+      throw new NbprodApiError(data?.message ?? `${response.status} ${response.statusText}`, response.status);
+    }
+    return data as T;
+  }
+}
+
+let parser: Promise<TagParser> | null = null;
+
+/** The tag parser, built once from the schema the server exports. */
+export function tagParser(api: NbprodApi): Promise<TagParser> {
+  if (!parser) {
+    parser = api.schema().then(schema => new TagParser(schema));
+    parser.catch(() => {
+      parser = null;
+    });
+  }
+  return parser;
+}
