@@ -1,0 +1,44 @@
+# The two commands a new machine needs: `make demo` and `make test`. Both create .venv when missing.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.nbprod-installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test bench browser clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Editable install: the build hook compiles the JupyterLab extension (jlpm, shipped with jupyterlab).
+$(STAMP): $(PY) pyproject.toml extension/package.json
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "jupyterlab>=4.5,<5" hatchling hatch-jupyter-builder
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Headless Chromium for the browser tests, from Debian (browser downloads do not work here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make: chromium is missing; install Debian's chromium package" >&2; exit 1; fi; }
+
+demo: install
+	nbprod run
+	@echo
+	@echo "Reports:          $(CURDIR)/reports/index.html"
+	@echo "Executed notebooks: $(CURDIR)/reports/*.ipynb (versioned by DVC)"
+	@echo "Metrics:          nbprod metrics   (or: dvc metrics show)"
+
+test: install browser
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) extension/node_modules extension/lib extension/labextension

@@ -1,0 +1,95 @@
+"""Shared fixtures: real temporary projects made with `nbprod init`, real git, real DVC."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# Tests commit to git: give them an identity without touching the user's configuration.
+os.environ.setdefault("GIT_AUTHOR_NAME", "nbprod tests")
+os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@nbprod.invalid")
+os.environ.setdefault("GIT_COMMITTER_NAME", "nbprod tests")
+os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@nbprod.invalid")
+os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+os.environ.pop("NBPROD_EVENTS", None)
+
+
+def run(*command, cwd: Path, check: bool = True, env: dict | None = None, timeout: float = 600):
+    """Run a real command; on unexpected failure show its output in the test report."""
+    done = subprocess.run([str(c) for c in command], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{command} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")
+    return done
+
+
+def nbprod(*args, cwd: Path, **kwargs):
+    return run(BIN / "nbprod", *args, cwd=cwd, **kwargs)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Hash of every file under root except git/DVC internals: proves that a command changed nothing."""
+    digest = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not rel.startswith((".git/", ".dvc/tmp", ".dvc/cache", ".nbprod/runs/")) \
+                and rel != ".nbprod/run.lock":
+            digest[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest
+
+
+def load_nb(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def save_nb(path: Path, nb: dict) -> None:
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def find_cell(nb: dict, tag: str) -> dict:
+    return next(c for c in nb["cells"] if tag in c.get("metadata", {}).get("tags", []))
+
+
+@pytest.fixture(scope="session")
+def template_project(tmp_path_factory) -> Path:
+    """One `nbprod init` per session; tests copy it (git history and DVC config included)."""
+    base = tmp_path_factory.mktemp("template")
+    nbprod("init", "proj", cwd=base)
+    return base / "proj"
+
+
+@pytest.fixture
+def project(template_project, tmp_path) -> Path:
+    target = tmp_path / "proj"
+    shutil.copytree(template_project, target, symlinks=True)
+    # The default remote is a relative path, so the copy has its own.
+    return target
+
+
+@pytest.fixture(scope="session")
+def ran_project(tmp_path_factory, template_project) -> Path:
+    """The example pipeline run once with `nbprod run` and committed; copy it before changing it."""
+    base = tmp_path_factory.mktemp("ran")
+    target = base / "proj"
+    shutil.copytree(template_project, target, symlinks=True)
+    nbprod("run", "--no-report", cwd=target)
+    run("git", "add", "-A", cwd=target)
+    run("git", "commit", "-q", "-m", "run", cwd=target)
+    return target
+
+
+@pytest.fixture
+def ran_copy(ran_project, tmp_path) -> Path:
+    target = tmp_path / "proj"
+    shutil.copytree(ran_project, target, symlinks=True)
+    return target
