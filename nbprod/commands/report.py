@@ -51,7 +51,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..project import find_project
-    from ..report.compare import compare, default_output, print_comparison, write_comparison_html
+    from ..report.comparison import compare, default_output, print_comparison, write_comparison_html
 
     project = find_project()
     comparison = compare(project, args.a, args.b)

@@ -41,8 +41,8 @@ def render_reports(project, stages: list[str] | None = None, no_input: bool = Fa
 
 
 def compare(project, a: str, b: str):
-    """Compare two runs (git revisions or DVC experiment names); see :mod:`nbprod.report.compare`."""
-    from .compare import compare as _compare
+    """Compare two runs (git revisions or DVC experiment names); see :mod:`nbprod.report.comparison`."""
+    from .comparison import compare as _compare
 
     return _compare(project, a, b)
 
