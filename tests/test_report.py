@@ -134,7 +134,7 @@ def repro(root: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def two_runs(tmp_path_factory):
     """Two committed runs: train.scale 2.0 then 3.0; reports rendered for the second."""
     from nbprod.project import load_project
     from nbprod.report import render_reports
@@ -153,8 +153,8 @@ def project(tmp_path_factory):
     return proj
 
 
-def test_stage_report_header(project):
-    root = project.root
+def test_stage_report_header(two_runs):
+    root = two_runs.root
     html = (root / "reports" / "train.html").read_text()
     lock_hash = next(d["md5"] for d in __import__("yaml").safe_load((root / "dvc.lock").read_text())
                      ["stages"]["train"]["deps"] if d["path"] == "data/prepared.json")
@@ -172,14 +172,14 @@ def test_stage_report_header(project):
     assert "<script src" not in html and "cdn" not in html.lower().replace("cdnjs", "cdn")
 
 
-def test_no_input_report_hides_code_keeps_results(project):
-    html = (project.root / "reports" / "train.noinput.html").read_text()
+def test_no_input_report_hides_code_keeps_results(two_runs):
+    html = (two_runs.root / "reports" / "train.noinput.html").read_text()
     assert "record(" not in html and "json.load(open" not in html
     assert ">1.17<" in html and "data:image/png;base64," in html
 
 
-def test_index_has_dag_stages_and_history(project):
-    html = (project.root / "reports" / "index.html").read_text()
+def test_index_has_dag_stages_and_history(two_runs):
+    html = (two_runs.root / "reports" / "index.html").read_text()
     assert html.count('class="stage-node"') == 2
     assert 'class="edge"' in html, "prepare -> train edge"
     assert 'href="train.html"' in html and 'href="train.noinput.html"' in html
@@ -190,11 +190,11 @@ def test_index_has_dag_stages_and_history(project):
     assert "<script" not in html
 
 
-def test_compare_two_commits(project, monkeypatch, capsys):
+def test_compare_two_commits(two_runs, monkeypatch, capsys):
     from nbprod.cli import main
     from nbprod.report import compare
 
-    comparison = compare(project, "HEAD~1", "HEAD")
+    comparison = compare(two_runs, "HEAD~1", "HEAD")
     rows = {(s, m): (a, b, d) for s, m, a, b, d in comparison.metric_rows()}
     assert rows[("train", "score")][:2] == (0.78, 1.17)
     assert rows[("train", "score")][2] == pytest.approx(0.39)
@@ -203,8 +203,8 @@ def test_compare_two_commits(project, monkeypatch, capsys):
     durations = dict((s, (a, b)) for s, a, b in comparison.duration_rows())
     assert all(v is not None and v > 0 for pair in durations.values() for v in pair)
 
-    monkeypatch.chdir(project.root)
-    out = project.root / "reports" / "ab.html"
+    monkeypatch.chdir(two_runs.root)
+    out = two_runs.root / "reports" / "ab.html"
     assert main(["compare", "HEAD~1", "HEAD", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "train.scale" in printed and "+0.39" in printed
@@ -214,36 +214,36 @@ def test_compare_two_commits(project, monkeypatch, capsys):
     assert "neither a git revision nor a DVC experiment" in capsys.readouterr().err
 
 
-def test_compare_with_experiment(project):
+def test_compare_with_experiment(two_runs):
     from nbprod.report import compare
 
-    done = dvc(project.root, "exp", "run", "-n", "bigger", "-S", "train.scale=4.0")
+    done = dvc(two_runs.root, "exp", "run", "-n", "bigger", "-S", "train.scale=4.0")
     assert done.returncode == 0, done.stderr[-3000:]
-    comparison = compare(project, "HEAD", "bigger")
+    comparison = compare(two_runs, "HEAD", "bigger")
     assert comparison.b.kind == "experiment"
     rows = {(s, m): (a, b) for s, m, a, b, _ in comparison.metric_rows()}
     assert rows[("train", "score")] == (1.17, 1.56)
     assert comparison.param_rows() == [("train.scale", 3.0, 4.0)]
 
 
-def test_metrics_command(project, monkeypatch, capsys):
+def test_metrics_command(two_runs, monkeypatch, capsys):
     from nbprod.cli import main
 
-    monkeypatch.chdir(project.root)
+    monkeypatch.chdir(two_runs.root)
     assert main(["metrics", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["train"]["score"] in (1.17, 1.56) and shown["prepare"] == {"rows": 40}
-    done = dvc(project.root, "metrics", "show", "--json")
+    done = dvc(two_runs.root, "metrics", "show", "--json")
     assert done.returncode == 0 and "score" in done.stdout
 
 
-def test_failed_run_opens_with_a_banner(project, tmp_path):
+def test_failed_run_opens_with_a_banner(two_runs, tmp_path):
     import shutil
 
     from nbprod.report.stage_report import render_stage_report
 
     root = tmp_path / "failing"
-    shutil.copytree(project.root, root, symlinks=True)
+    shutil.copytree(two_runs.root, root, symlinks=True)
     (root / "params.yaml").write_text((root / "params.yaml").read_text().replace("fail: false", "fail: true"))
     assert repro(root).returncode != 0
     html = render_stage_report(root, root / "reports" / "train.ipynb").read_text()
@@ -256,7 +256,7 @@ def test_failed_run_opens_with_a_banner(project, tmp_path):
 
 
 @pytest.mark.browser
-def test_pages_render_in_chromium(project):
+def test_pages_render_in_chromium(two_runs):
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -267,16 +267,48 @@ def test_pages_render_in_chromium(project):
             requests = []
             page.on("request", lambda r: requests.append(r.url))
             for name in ("index", "train"):
-                page.goto((project.root / "reports" / f"{name}.html").as_uri())
+                page.goto((two_runs.root / "reports" / f"{name}.html").as_uri())
                 text = page.inner_text("body")
                 assert len(text) > 200 and "1.17" in text
                 page.screenshot(path=str(ARTIFACTS / f"report-fixture-{name}.png"), full_page=True)
             box = page.locator("img").first.bounding_box()
             assert box and box["width"] > 50 and box["height"] > 50  # the figure is drawn
-            page.goto((project.root / "reports" / "index.html").as_uri())
+            page.goto((two_runs.root / "reports" / "index.html").as_uri())
             assert page.locator("svg.dag a.stage-node").count() == 2
             page.locator('svg.dag a[data-stage="train"]').click()
             assert page.url.endswith("/train.html")
         finally:
             browser.close()
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
+
+
+@pytest.mark.browser
+def test_example_project_index_and_report_in_chromium(ran_copy):
+    """The example pipeline run by `nbprod run`, reports rendered by `nbprod report`, read in a browser."""
+    from playwright.sync_api import sync_playwright
+
+    done = subprocess.run([str(Path(sys.executable).parent / "nbprod"), "report", "--no-input"], cwd=ran_copy,
+                          capture_output=True, text=True, env=project_env())
+    assert done.returncode == 0, done.stderr
+    metrics = {p.stem: json.loads(p.read_text()) for p in (ran_copy / "metrics").glob("*.json")}
+    stage, values = next((s, v) for s, v in sorted(metrics.items()) if v)
+    name, value = next(iter(values.items()))
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto((ran_copy / "reports" / "index.html").as_uri())
+            text = page.inner_text("body")
+            assert len(text) > 200
+            assert page.locator("svg.dag .stage-node").count() == len(metrics)
+            shown = page.locator(f'tr[data-stage="{stage}"] [data-metric="{name}"]').inner_text()
+            assert shown.replace(",", "") and float(shown.replace(",", "")) == pytest.approx(value, rel=1e-3)
+            page.screenshot(path=str(ARTIFACTS / "example-index.png"), full_page=True)
+            page.goto((ran_copy / "reports" / f"{stage}.html").as_uri())
+            card = page.locator(f'.metric[data-metric="{name}"] .value').inner_text()
+            assert float(card.replace(",", "")) == pytest.approx(value, rel=1e-3)
+            assert len(page.inner_text("body")) > 500
+            page.screenshot(path=str(ARTIFACTS / f"example-{stage}.png"), full_page=True)
+        finally:
+            browser.close()
