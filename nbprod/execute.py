@@ -1,8 +1,9 @@
 """``nbprod exec STAGE``: run one stage notebook with Papermill; write the executed notebook and metrics.
 
 This is the ``cmd`` of every nbprod stage in dvc.yaml, so it is on the hot path of each run: heavy
-imports happen only once the stage is known to be valid, and jsonschema's costly optional IRI
-checker is kept out (see ``_fast_imports``).
+imports happen only once the stage is known to be valid, the stage's (fresh) kernel is launched
+before Papermill is imported so that both start-ups overlap, and optional imports that Papermill
+never needs for local files are kept out (see ``_fast_imports``).
 """
 
 from __future__ import annotations
@@ -66,10 +67,13 @@ def exec_stage(name: str, project: Project | None = None) -> ExecResult:
     os.environ["NBPROD_ROOT"] = str(root)
     cwd = (root / source_nb).parent if source_nb else root
     error = None
+    kernel = _start_kernel(project.kernel, cwd)
     try:
-        _run_papermill(executed, out_path, project.kernel, cwd, name, cells)
+        _run_papermill(executed, out_path, project.kernel, cwd, name, cells, kernel)
     except _CellFailed as failed:
         error = failed
+    finally:
+        _stop_kernel(kernel)
     ended = time.time()
     result_nb = json.loads(out_path.read_text(encoding="utf-8"))
     info.update(ended=_iso(ended), duration=round(ended - started, 3), status="failed" if error else "ok")
@@ -166,19 +170,69 @@ class _CellFailed(Exception):
         self.source_cell, self.where, self.ename, self.evalue = source_cell, where, ename, evalue
 
 
+OPTIONAL_IMPORTS = ("pyarrow", "isoduration", "rfc3986_validator", "rfc3339_validator", "rfc3987", "webcolors",
+                    "uri_template", "fqdn", "jsonpointer")
+
+
 def _fast_imports():
     # jsonschema imports rfc3987_syntax only to check the "iri" string format, which notebook
     # schemas never use; building its ~35 Lark parsers costs ~3 s per process. Without the module,
     # jsonschema skips that one optional checker (an ImportError it expects), nothing else changes.
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
-    import nbformat
-    import papermill
-    from papermill.engines import NBClientEngine, papermill_engines
+    # Optional imports nothing in this process uses: Papermill's HDFS handler imports pyarrow (and
+    # numpy), ~0.7 s, for hdfs:// paths only; jsonschema's other string-format checkers (arrow and
+    # friends) serve format validation, which nbformat does not ask for. They are blocked only
+    # while Papermill is imported, so later imports work as usual.
+    blocked = [name for name in OPTIONAL_IMPORTS if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import nbformat
+        import papermill
+        from papermill.engines import NBClientEngine, papermill_engines
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
     return nbformat, papermill, NBClientEngine, papermill_engines
 
 
-def _run_papermill(executed: dict, out_path: Path, kernel: str, cwd: Path, stage: str, cells: int) -> None:
+# nbclient passes this to every kernel it starts; a pre-started kernel gets the same arguments.
+KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
+
+
+def _start_kernel(kernel: str, cwd: Path):
+    """Launch a fresh kernel for this stage now; it boots while Papermill is being imported.
+
+    It is started exactly as nbclient would start it (same kernel spec, working directory, arguments
+    and environment), and Papermill's client then connects to it instead of launching its own.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    manager = AsyncKernelManager(kernel_name=kernel)
+    try:
+        run_sync(manager.start_kernel)(extra_arguments=list(KERNEL_ARGUMENTS), cwd=str(cwd))
+    except Exception as exc:  # noqa: BLE001 - a missing kernel spec is the user's to fix
+        raise NbprodError(f"cannot start kernel {kernel!r} ({type(exc).__name__}: {exc})", "pyproject.toml",
+                          fix="install the kernel (jupyter kernelspec list) or set [tool.nbprod] kernel") from None
+    return manager
+
+
+def _stop_kernel(manager) -> None:
+    """Shut the stage's kernel down gracefully (its atexit handlers run, so files it wrote are flushed)."""
+    from jupyter_core.utils import run_sync
+
+    try:
+        if run_sync(manager.is_alive)():
+            run_sync(manager.shutdown_kernel)(now=False)
+    finally:
+        run_sync(manager.cleanup_resources)()
+
+
+def _run_papermill(executed: dict, out_path: Path, kernel: str, cwd: Path, stage: str, cells: int,
+                   manager=None) -> None:
     nbformat, papermill, NBClientEngine, papermill_engines = _fast_imports()
     from papermill.exceptions import PapermillExecutionError
 
@@ -202,7 +256,7 @@ def _run_papermill(executed: dict, out_path: Path, kernel: str, cwd: Path, stage
     try:
         papermill.execute_notebook(node, str(out_path), parameters=None, engine_name="nbprod",
                                    kernel_name=kernel, cwd=str(cwd), progress_bar=False,
-                                   request_save_on_cell_execute=True, log_output=False)
+                                   request_save_on_cell_execute=True, log_output=False, km=manager)
     except PapermillExecutionError as exc:
         source = None
         where = "a generated cell"
@@ -231,15 +285,38 @@ def _git_state(root: Path) -> dict:
 
 
 def _package_versions() -> dict:
-    from importlib import metadata
+    """Installed versions of KEY_PACKAGES, as importlib.metadata.version reports them.
 
-    versions = {}
-    for name in KEY_PACKAGES:
+    One listing of each sys.path folder instead of one full metadata search per package (~0.1 s).
+    """
+    wanted = {_normalise(name): name for name in KEY_PACKAGES}
+    versions: dict[str, str] = {}
+    for folder in sys.path:
         try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
+            entries = os.listdir(folder or ".")
+        except OSError:
             continue
-    return versions
+        for entry in entries:
+            if not entry.endswith(".dist-info"):
+                continue
+            dist, _, version = entry[: -len(".dist-info")].partition("-")
+            name = wanted.get(_normalise(dist))
+            if name and name not in versions and version:
+                versions[name] = version
+    if len(versions) < len(wanted):  # egg-info or unusual layouts: ask importlib.metadata
+        from importlib import metadata
+
+        for name in KEY_PACKAGES:
+            if name not in versions:
+                try:
+                    versions[name] = metadata.version(name)
+                except metadata.PackageNotFoundError:
+                    continue
+    return {name: versions[name] for name in KEY_PACKAGES if name in versions}
+
+
+def _normalise(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
 
 
 def _iso(stamp: float) -> str:
