@@ -57,6 +57,7 @@ export interface RunState {
   returncode: number | null;
   events: RunEvent[];
   offset: number;
+  message?: string;
 }
 
 export class NbprodApiError extends Error {

@@ -159,7 +159,7 @@ export class PipelinePanel extends Widget {
     run.running = state.running;
     state.events.forEach(e => applyEvent(run, e));
     if (!state.running && !run.ended && state.returncode !== null && state.returncode !== 0) {
-      run.ended = { ok: false, message: `the run exited with status ${state.returncode}` };
+      run.ended = { ok: false, message: state.message ?? `the run exited with status ${state.returncode}` };
     }
   }
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from nbprod.events import read_events
 
 RUNS_DIR = ".nbprod/runs"
-_RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$")
+# Runs this server starts use "T"; runs started with `nbprod run` in a terminal use "-".
+_RUN_ID = re.compile(r"^[0-9]{8}[T-][0-9]{6}-[0-9a-f]{6}$")
 
 
 def is_run_id(text: str) -> bool:
@@ -100,6 +101,12 @@ class RunRegistry:
 
 
 def run_state(run: Run, offset: int = 0) -> dict:
+    """Events from byte ``offset`` on; when the run died without a run_end event, its last output line."""
+    running, returncode = run.running, run.returncode
     events, new_offset = read_events(run.events_path, offset)
-    return {"id": run.id, "running": run.running, "returncode": run.returncode, "events": events,
-            "offset": new_offset}
+    state = {"id": run.id, "running": running, "returncode": returncode, "events": events, "offset": new_offset}
+    if not running and returncode not in (None, 0):
+        log = run.folder / "output.log"
+        lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() if log.is_file() else []
+        state["message"] = lines[-1] if lines else f"the run exited with status {returncode}"
+    return state

@@ -1,0 +1,236 @@
+"""The nbprod server extension in a real Jupyter server: auth, XSRF, path containment, and real runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from nbprod.tags import SCHEMA
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, root: Path, workdir: Path):
+        self.root = root
+        self.token = secrets.token_hex(16)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "JUPYTER_CONFIG_DIR": str(workdir / "config"),
+               "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"), "JUPYTER_DATA_DIR": str(workdir / "data")}
+        self.log = open(workdir / "server.log", "wb")
+        # The nbprod server extension is not named here: the config that pip installs must enable it.
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={self.port}",
+             "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={root}",
+             f"--IdentityProvider.token={self.token}"],
+            cwd=workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError((workdir / "server.log").read_text())
+            try:
+                if requests.get(f"{self.base}/api/status", headers=self.auth, timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("jupyter server did not answer in 90 s")
+
+    @property
+    def auth(self) -> dict:
+        return {"Authorization": f"token {self.token}"}
+
+    def api(self, method: str, endpoint: str, **kwargs) -> requests.Response:
+        headers = {**self.auth, **kwargs.pop("headers", {})}
+        return requests.request(method, f"{self.base}/nbprod/api/{endpoint}", headers=headers, timeout=120, **kwargs)
+
+    def browser_session(self) -> requests.Session:
+        """A cookie-authenticated session, as JupyterLab in a browser has after logging in."""
+        session = requests.Session()
+        session.get(f"{self.base}/login", timeout=10)
+        xsrf = session.cookies.get("_xsrf")
+        login = session.post(f"{self.base}/login", data={"password": self.token, "_xsrf": xsrf}, timeout=10,
+                             allow_redirects=False)
+        assert login.status_code in (302, 303), login.text
+        return session
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    top = tmp_path_factory.mktemp("server")
+    # A DVC folder above the server root: a project found there lies outside what the server serves.
+    (top / ".dvc").mkdir()
+    root = top / "root"
+    root.mkdir()
+    subprocess.run([sys.executable, "-m", "nbprod", "init", str(root / "proj")], check=True, capture_output=True)
+    outside = top / "outside"
+    outside.mkdir()
+    (root / "escape").symlink_to(outside, target_is_directory=True)
+    workdir = tmp_path_factory.mktemp("jupyter")
+    srv = Server(root, workdir)
+    yield srv
+    srv.stop()
+
+
+def wait_for_run(server: Server, run_id: str, timeout: float = 240) -> list[dict]:
+    events: list[dict] = []
+    offset = 0
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = server.api("GET", f"runs/{run_id}/events", params={"path": "proj", "offset": offset}).json()
+        assert state["offset"] >= offset
+        offset = state["offset"]
+        events += state["events"]
+        if not state["running"]:
+            return events
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} still going after {timeout} s")
+
+
+def test_server_extension_is_enabled_by_the_installed_config():
+    listing = subprocess.run([sys.executable, "-m", "jupyter_server", "extension", "list"], capture_output=True,
+                             text=True, timeout=60)
+    text = listing.stdout + listing.stderr
+    assert "nbprod.server" in text and "enabled" in text.split("nbprod.server", 1)[1].splitlines()[0]
+
+
+def test_requests_without_credentials_are_refused(server):
+    for method, endpoint in [("GET", "schema"), ("GET", "pipeline"), ("GET", "status"), ("GET", "runs"),
+                             ("POST", "runs")]:
+        response = requests.request(method, f"{server.base}/nbprod/api/{endpoint}", params={"path": "proj"},
+                                    timeout=10)
+        assert response.status_code in (401, 403), (method, endpoint, response.status_code)
+        wrong = requests.request(method, f"{server.base}/nbprod/api/{endpoint}", params={"path": "proj"},
+                                 headers={"Authorization": "token not-the-token"}, timeout=10)
+        assert wrong.status_code in (401, 403), (method, endpoint, wrong.status_code)
+    assert not list((server.root / "proj" / ".nbprod").glob("runs/*T*"))
+
+
+def test_cookie_posts_without_xsrf_or_from_another_site_are_refused(server):
+    session = server.browser_session()
+    assert session.get(f"{server.base}/nbprod/api/schema", timeout=10).status_code == 200
+    no_xsrf = session.post(f"{server.base}/nbprod/api/runs", json={"path": "proj", "stages": []}, timeout=10)
+    assert no_xsrf.status_code == 403
+    xsrf = {"X-XSRFToken": session.cookies.get("_xsrf")}
+    cross_site = session.post(f"{server.base}/nbprod/api/runs", json={"path": "proj", "stages": ["nope"]},
+                              headers={**xsrf, "Origin": "http://evil.example"}, timeout=10)
+    assert cross_site.status_code in (403, 404)
+    # The same request from the page itself reaches the handler, which checks the stage name.
+    same_site = session.post(f"{server.base}/nbprod/api/runs", json={"path": "proj", "stages": ["nope"]},
+                             headers=xsrf, timeout=30)
+    assert same_site.status_code == 400 and "nope" in same_site.json()["message"]
+    assert not list((server.root / "proj" / ".nbprod").glob("runs/*T*"))
+
+
+def test_paths_outside_the_server_root_are_refused(server):
+    for path in ["..", "../..", "proj/../../outside", "escape", "escape/x", "/../.."]:
+        response = server.api("GET", "pipeline", params={"path": path})
+        assert response.status_code in (400, 403), (path, response.status_code)
+        assert "message" in response.json()
+    # Inside the root but the nearest .dvc is above it: that project is not the server's to run.
+    above = server.api("GET", "status", params={"path": ""})
+    assert above.status_code == 403 and "outside the server root" in above.json()["message"]
+    run_escape = server.api("POST", "runs", json={"path": "../outside", "stages": []})
+    assert run_escape.status_code == 403
+    assert server.api("POST", "runs", json={"path": "proj/\u0000", "stages": []}).status_code == 400
+    bad_id = requests.get(f"{server.base}/nbprod/api/runs/..%2F..%2Fetc/events", params={"path": "proj"},
+                          headers=server.auth, timeout=10)
+    assert bad_id.status_code == 404
+
+
+def test_only_known_stage_names_start_a_run(server):
+    for stages, start in [(["../../etc"], None), (["train; rm -rf /"], None), (["Train"], None),
+                          (["not-a-stage"], None), ("train", None), ([], "--force"), ([3], None)]:
+        response = server.api("POST", "runs", json={"path": "proj", "stages": stages, "from": start})
+        assert response.status_code == 400, (stages, start, response.text)
+    assert server.api("POST", "runs", data=b"not json").status_code == 400
+    assert not list((server.root / "proj" / ".nbprod").glob("runs/*T*"))
+
+
+def test_schema_pipeline_and_status_are_the_python_api(server):
+    assert server.api("GET", "schema").json() == json.loads(json.dumps(SCHEMA))
+    pipeline = server.api("GET", "pipeline", params={"path": "proj/notebooks"}).json()
+    assert pipeline["root"] == "proj"
+    cli = json.loads(subprocess.run([sys.executable, "-m", "nbprod", "pipeline"], cwd=server.root / "proj",
+                                    capture_output=True, text=True, check=True).stdout)
+    assert [s["name"] for s in pipeline["stages"]] == [s["name"] for s in cli["stages"]]
+    assert [s["name"] for s in pipeline["stages"]] == ["prepare", "train", "evaluate"]
+    status = server.api("GET", "status", params={"path": "proj"}).json()
+    assert status["running"] is None
+    assert {s["name"]: s["state"] for s in status["stages"]} == {n: "never run" for n in ("prepare", "train", "evaluate")}
+
+
+def test_a_run_started_and_followed_over_rest_brings_every_stage_up_to_date(server):
+    session = server.browser_session()
+    started = session.post(f"{server.base}/nbprod/api/runs", json={"path": "proj", "stages": []},
+                           headers={"X-XSRFToken": session.cookies.get("_xsrf")}, timeout=60)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+    second = server.api("POST", "runs", json={"path": "proj", "stages": []})
+    assert second.status_code == 409
+    assert server.api("GET", "status", params={"path": "proj"}).json()["running"] == run_id
+    events = wait_for_run(server, run_id)
+    kinds = [e["event"] for e in events]
+    assert kinds[-1] == "run_end" and events[-1]["ok"] is True, events[-5:]
+    ended = {e["stage"]: e for e in events if e["event"] == "stage_end"}
+    assert {n: e["state"] for n, e in ended.items()} == {"prepare": "ran", "train": "ran", "evaluate": "ran"}
+    assert ended["evaluate"]["metrics"]["accuracy"] > 0.9
+    assert any(e["event"] == "cell" and e["stage"] == "train" for e in events)
+    for stage in ended.values():
+        assert (server.root / "proj" / stage["report"]).is_file()
+    # Polling from the last offset gives nothing new; the run is listed for the panel to reload.
+    state = server.api("GET", f"runs/{run_id}/events", params={"path": "proj", "offset": 10**9}).json()
+    assert state["events"] == [] and state["running"] is False
+    assert server.api("GET", "runs", params={"path": "proj"}).json()["runs"][0]["id"] == run_id
+    status = server.api("GET", "status", params={"path": "proj"}).json()
+    assert {s["name"]: s["state"] for s in status["stages"]} == {n: "up to date" for n in ("prepare", "train", "evaluate")}
+
+
+def test_cancel_stops_a_run(server):
+    params = server.root / "proj" / "params.yaml"
+    # A seed never used before: DVC's run cache cannot restore prepare, so it really runs.
+    params.write_text(params.read_text().replace("seed: 42", "seed: 4242"))
+    started = server.api("POST", "runs", json={"path": "proj", "stages": [], "from": "prepare"})
+    if started.status_code != 202:
+        pytest.fail(started.text)
+    run_id = started.json()["id"]
+    deadline = time.time() + 60
+    offset, seen = 0, []
+    while time.time() < deadline and not any(e["event"] == "stage_start" for e in seen):
+        state = server.api("GET", f"runs/{run_id}/events", params={"path": "proj", "offset": offset}).json()
+        offset, seen = state["offset"], seen + state["events"]
+        if not state["running"]:
+            break
+        time.sleep(0.2)
+    assert any(e["event"] == "stage_start" for e in seen), seen
+    cancelled = server.api("POST", f"runs/{run_id}/cancel", json={"path": "proj"})
+    assert cancelled.status_code == 200 and cancelled.json()["cancelled"] is True
+    seen += wait_for_run(server, run_id, timeout=60)
+    state = server.api("GET", f"runs/{run_id}/events", params={"path": "proj"}).json()
+    assert state["running"] is False
+    assert not any(e["event"] == "run_end" and e["ok"] for e in seen)
+    assert server.api("POST", f"runs/{run_id}/cancel", json={"path": "proj"}).json()["cancelled"] is False
