@@ -1,0 +1,120 @@
+"""The git operations the lifecycle needs: commands, tags, worktrees and snapshot commits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..errors import NbprodError
+
+# Lifecycle state that belongs to this clone only (worktrees of running candidates).
+PRIVATE_DIR = "nbprod"
+
+
+def git(root: Path, *args: str, check: bool = True, env: dict | None = None, input: str | None = None) -> str:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, input=input,
+                          env={**os.environ, **(env or {})})
+    if check and done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise NbprodError(f"'git {' '.join(args[:2])}' failed: {detail[-1] if detail else done.returncode}", root,
+                          fix="check that this folder is a git repository with at least one commit")
+    return done.stdout.strip() if check or done.returncode == 0 else ""
+
+
+def require_repo(root: Path) -> None:
+    done = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise NbprodError("is not a git repository with a commit; the model registry lives in git tags", root,
+                          fix="run 'git init' and commit the project first")
+
+
+def git_dir(root: Path) -> Path:
+    return Path(git(root, "rev-parse", "--absolute-git-dir"))
+
+
+def identity_args(root: Path) -> list[str]:
+    """A committer identity only when git has none (fresh machines, CI); the user's otherwise."""
+    name = subprocess.run(["git", "config", "user.name"], cwd=root, capture_output=True, text=True).stdout.strip()
+    email = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True).stdout.strip()
+    args = []
+    if not name and not os.environ.get("GIT_COMMITTER_NAME"):
+        args += ["-c", "user.name=nbprod"]
+    if not email and not os.environ.get("GIT_COMMITTER_EMAIL"):
+        args += ["-c", "user.email=nbprod@localhost"]
+    return args
+
+
+def rev_parse(root: Path, rev: str) -> str | None:
+    done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root,
+                          capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def show_file(root: Path, commit: str, path: str) -> bytes | None:
+    done = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=root, capture_output=True)
+    return done.stdout if done.returncode == 0 else None
+
+
+def tracked_files(root: Path, commit: str) -> list[str]:
+    out = git(root, "ls-tree", "-r", "-z", "--name-only", commit)
+    return [p for p in out.split("\0") if p]
+
+
+def snapshot_tree(root: Path) -> str:
+    """The tree of the working state (tracked changes and untracked, not ignored, files) without
+    touching the user's index."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git(root, "read-tree", "HEAD", env=env)
+        git(root, "add", "-A", "--", ".", env=env)
+        return git(root, "write-tree", env=env)
+
+
+def commit_tree(root: Path, tree: str, parent: str, message: str) -> str:
+    return git(root, *identity_args(root), "commit-tree", tree, "-p", parent, "-F", "-", input=message)
+
+
+def create_annotated_tag(root: Path, name: str, commit: str, message: str) -> None:
+    git(root, *identity_args(root), "tag", "-a", name, commit, "-F", "-", input=message)
+
+
+def list_tags(root: Path, pattern: str = "*") -> list[dict]:
+    """Annotated tags as dicts: name, commit, tagger, date (ISO), message."""
+    fmt = "%(refname:short)%00%(*objectname)%00%(objectname)%00%(taggername)%00%(taggerdate:iso-strict)%00%(contents)%01"
+    out = git(root, "for-each-ref", f"--format={fmt}", f"refs/tags/{pattern}")
+    tags = []
+    for record in out.split("\x01"):
+        record = record.strip("\n")
+        if not record:
+            continue
+        name, peeled, obj, tagger, date, message = record.split("\0", 5)
+        tags.append({"name": name, "commit": peeled or obj, "tagger": tagger, "date": date,
+                     "message": message.strip()})
+    return tags
+
+
+def set_ref(root: Path, ref: str, commit: str) -> None:
+    git(root, "update-ref", ref, commit)
+
+
+def add_worktree(root: Path, path: Path, commit: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(root, "worktree", "add", "--detach", "--force", str(path), commit)
+
+
+def remove_worktree(root: Path, path: Path) -> None:
+    subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=root, capture_output=True)
+    subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True)
+
+
+def changed_paths(root: Path) -> list[str]:
+    """Tracked files changed in the working tree, and untracked files that are not ignored."""
+    out = git(root, "ls-files", "-z", "--modified", "--others", "--exclude-standard")
+    return sorted({p for p in out.split("\0") if p})
+
+
+def deleted_paths(root: Path) -> list[str]:
+    out = git(root, "ls-files", "-z", "--deleted")
+    return sorted({p for p in out.split("\0") if p})
