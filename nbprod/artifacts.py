@@ -57,7 +57,7 @@ def load(folder: str, name: str) -> object:
 
         frame = pd.read_parquet(path)
         if path.name == "value.series.parquet":
-            return frame.iloc[:, 0]
+            return _as_series(frame)
         return frame
     if path.suffix == ".npy":
         import numpy as np
@@ -83,6 +83,13 @@ def _write(target: Path, value: object) -> None:
     joblib.dump(value, target / "value.joblib")
 
 
+def _as_series(frame):
+    series = frame.iloc[:, 0]
+    if series.name == "__series__":
+        series.name = None
+    return series
+
+
 def _try_parquet(target: Path, value: object) -> bool:
     """Parquet when it round-trips exactly (dtypes, index, names); otherwise the caller pickles."""
     import pandas as pd
@@ -98,7 +105,7 @@ def _try_parquet(target: Path, value: object) -> bool:
         frame.to_parquet(path)
         back = pd.read_parquet(path)
         if isinstance(value, pd.Series):
-            back = back.iloc[:, 0]
+            back = _as_series(back)
             same = back.name == value.name and back.dtype == value.dtype
         else:
             same = list(back.dtypes) == list(value.dtypes) and list(back.columns) == list(value.columns)

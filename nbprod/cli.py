@@ -12,7 +12,7 @@ from . import __version__
 from .errors import NbprodError, StageFailed
 
 # Command groups living in their own modules; each has register(subparsers).
-COMMAND_MODULES = ("nbprod.commands.report",)
+COMMAND_MODULES = ("nbprod.commands.report", "nbprod.commands.lifecycle")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rerun stages even when up to date")
     p.add_argument("--events", type=Path, help="append run events (JSON lines) to this file")
     p.add_argument("--no-report", action="store_true", help="skip rendering HTML reports after the run")
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="run up to N independent stages at a time (default 1: a plain dvc repro)")
+    p.add_argument("--executor", default="local", help="where parallel stages run (default: local)")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("status", help="each stage up to date or changed, and why")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("debug", help="a stage on its own, with its inputs loaded from the DVC cache")
+    p.add_argument("stage")
+    p.add_argument("--console", action="store_true", help="start IPython instead of writing a notebook")
+    p.set_defaults(handler=cmd_debug)
 
     p = sub.add_parser("pipeline", help="print the stages, their edges and files as JSON")
     p.set_defaults(handler=cmd_pipeline)
@@ -131,7 +139,8 @@ def cmd_run(args) -> int:
     view = RunView()
     with view:
         result = run_pipeline(project, args.stages or None, from_stage=args.from_stage, force=args.force,
-                              events_path=args.events, on_event=view.on_event)
+                              events_path=args.events, on_event=view.on_event, jobs=args.jobs,
+                              executor=args.executor)
     print_summary(result.outcomes)
     if not args.no_report:
         _render_reports(project)
@@ -164,6 +173,19 @@ def cmd_status(args) -> int:
         print(json.dumps([s.to_dict() for s in statuses], indent=2))
     else:
         print_status(statuses)
+    return 0
+
+
+def cmd_debug(args) -> int:
+    from .debug import debug_console, debug_notebook
+    from .project import find_project
+
+    project = find_project()
+    if args.console:
+        return debug_console(project, args.stage)
+    path = debug_notebook(project, args.stage)
+    print(f"Debug notebook: {path}")
+    print("Open it in JupyterLab and run its cells; the stage's inputs load from the DVC cache.")
     return 0
 
 

@@ -164,7 +164,9 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
     if not section:
         raise NbprodError(f"notebook name {path.stem!r} gives no usable stage or params name", rel,
                           fix="rename the notebook to start with a letter, e.g. train.ipynb")
-    language = ((nb.get("metadata") or {}).get("kernelspec") or {}).get("language", "python")
+    metadata = nb.get("metadata") if isinstance(nb.get("metadata"), dict) else {}
+    kernelspec = metadata.get("kernelspec") if isinstance(metadata.get("kernelspec"), dict) else {}
+    language = str(kernelspec.get("language", "python"))
     params_cell: Cell | None = None
     params: dict[str, object] = {}
     shared: list[Cell] = []
@@ -189,7 +191,10 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
             if params_cell is not None:
                 raise NbprodError(f"second parameters cell (the first is cell {params_cell.number})", rel,
                                   number, fix="merge the parameters into one cell")
-            values, bad = literal_assignments(cell.source)
+            try:
+                values, bad = literal_assignments(cell.source)
+            except (MemoryError, RecursionError):
+                raise _too_deep(rel, number) from None
             if bad is not None:
                 line, text = bad
                 raise NbprodError(
@@ -229,6 +234,13 @@ def _facts(cell: Cell, rel: str) -> CodeFacts:
     except CodeSyntaxError as exc:
         raise NbprodError(f"line {exc.lineno} is not valid Python ({exc.msg})", rel, cell.number,
                           fix="correct the code, or tag the cell 'skip' to leave it out of the pipeline") from None
+    except (MemoryError, RecursionError):  # CPython's parser gives up on very deep nesting
+        raise _too_deep(rel, cell.number) from None
+
+
+def _too_deep(rel: str, number: int) -> NbprodError:
+    return NbprodError("code is nested too deeply for Python to parse", rel, number,
+                       fix="split the expression into smaller steps, or tag the cell 'skip'")
 
 
 def _attach(stage: Stage, cell: Cell, tags, notebook: Path, project: Project) -> None:
@@ -246,8 +258,15 @@ def _project_path(value: str, kind: str, notebook: Path, number: int, project: P
     if resolved != root and not resolved.startswith(root + os.sep):
         raise NbprodError(f"path in '{kind}:{value}' points outside the project", rel_nb, number,
                           fix="give a path relative to the notebook's folder that stays inside the project")
+    real = os.path.realpath(resolved)
+    if real != root and not real.startswith(root + os.sep):
+        raise NbprodError(f"path in '{kind}:{value}' leads outside the project through a symlink", rel_nb, number,
+                          fix="copy the data into the project instead of linking to it")
     rel = Path(resolved).relative_to(project.root).as_posix()
-    if rel == "." or rel.startswith(GENERATED_PREFIXES) or rel.split("/")[0] in (".git", ".dvc", GENERATED_DIR):
+    if rel == ".":
+        raise NbprodError(f"path in '{kind}:{value}' is the project folder itself", rel_nb, number,
+                          fix="name a file or folder inside the project")
+    if rel.startswith(GENERATED_PREFIXES) or rel.split("/")[0] in (".git", ".dvc", GENERATED_DIR):
         raise NbprodError(f"path in '{kind}:{value}' is inside a folder nbprod or git manages ({rel})", rel_nb,
                           number, fix="keep your data outside .nbprod/, reports/, metrics/, .git and .dvc")
     return rel
@@ -282,26 +301,78 @@ def _check_unique_names(pipeline: Pipeline) -> None:
 
 
 def _link_data(pipeline: Pipeline) -> None:
-    """Variables a stage reads that an earlier stage of the same notebook defines become data edges."""
+    """Variables a stage reads that an earlier stage of the same notebook defines become data edges.
+
+    A stage that changes an input in place (``df["x"] = ..``, ``items.append(..)``, ``fit``) passes
+    the changed object on, as "Run All" would see it.
+    """
     for spec in pipeline.notebooks:
+        if len(spec.stages) > 1:
+            _check_followable(spec)
         shared_names = set().union(*(c.facts.writes for c in spec.shared)) if spec.shared else set()
         defined: dict[str, Stage] = {}
+        where: dict[tuple[str, str], int] = {}   # (stage, name) -> cell that binds it
         for stage in spec.stages:
             bound: set[str] = set()
             for cell in stage.cells:
                 for name in sorted(cell.facts.reads - bound):
                     if name in defined and name not in shared_names and name not in spec.params:
                         stage.inputs.setdefault(name, defined[name].name)
+                for name in cell.facts.writes | cell.facts.mutated:
+                    where.setdefault((stage.name, name), cell.number)
                 bound |= cell.facts.writes
             for name in bound | set().union(*(c.facts.mutated for c in stage.cells)):
                 defined[name] = stage
+        by_name = {s.name: s for s in spec.stages}
         for stage in spec.stages:
             for name, producer in stage.inputs.items():
-                owner = next(s for s in spec.stages if s.name == producer)
+                owner = by_name[producer]
+                _check_passable(spec, owner, stage, name, where)
                 if name not in owner.outputs:
                     owner.outputs.append(name)
         for stage in spec.stages:
             stage.outputs.sort()
+
+
+def _check_followable(spec: NotebookSpec) -> None:
+    """Patterns that hide which names a stage defines, in a notebook split into stages."""
+    for stage in spec.stages:
+        for cell in stage.cells:
+            facts = cell.facts
+            if facts.star_import:
+                raise NbprodError(f"line {facts.star_import}: 'import *' hides which names stage "
+                                  f"{stage.name!r} defines", spec.path, cell.number,
+                                  fix="import the names you use, or tag the cell 'shared'")
+            if facts.global_decl:
+                raise NbprodError(f"line {facts.global_decl}: a function assigns a global, which nbprod "
+                                  f"cannot pass between stages", spec.path, cell.number,
+                                  fix="return the value from the function and assign it in the cell")
+            if facts.dynamic:
+                line, what = facts.dynamic
+                raise NbprodError(f"line {line}: {what} defines names nbprod cannot see", spec.path,
+                                  cell.number, fix="import the code as a module in a 'shared' cell, "
+                                                   "or keep this notebook as one stage")
+
+
+def _check_passable(spec: NotebookSpec, owner: Stage, reader: Stage, name: str,
+                    where: dict[tuple[str, str], int]) -> None:
+    cell = where.get((owner.name, name), owner.first_cell)
+    facts = next((c.facts for c in owner.cells if c.number == cell), None)
+    if facts is None:
+        return
+    if name in facts.imports:
+        raise NbprodError(f"stage {reader.name!r} uses {name!r}, imported in stage {owner.name!r}",
+                          spec.path, cell, fix="tag the import cell 'shared' so every stage imports it")
+    source = next(c.source for c in owner.cells if c.number == cell)
+    if re.search(rf"^\s*(async\s+def|def|class)\s+{re.escape(name)}\b", source, re.M):
+        raise NbprodError(f"stage {reader.name!r} uses {name!r}, defined as a function or class in stage "
+                          f"{owner.name!r}", spec.path, cell,
+                          fix="tag the cell that defines it 'shared' so every stage has it")
+    unconditional = set().union(*((c.facts.writes - c.facts.conditional) for c in owner.cells))
+    if name in facts.conditional and name not in unconditional:
+        raise NbprodError(f"{name!r} is defined on some branches only, and stage {reader.name!r} reads it",
+                          spec.path, cell,
+                          fix=f"give {name} a value before the if/try (for example {name} = None)")
 
 
 def _link_files_and_order(pipeline: Pipeline) -> None:

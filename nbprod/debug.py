@@ -1,0 +1,105 @@
+"""``nbprod debug STAGE``: a stage on its own, with its inputs loaded from the DVC cache.
+
+Writes ``.nbprod/debug/<stage>.ipynb`` (the stage's shared code, params, inputs and cells, ready to run
+in JupyterLab) or, with ``console=True``, starts IPython with everything but the stage's own cells run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from .compile import LOAD_TAG, stage_notebook
+from .errors import NbprodError
+from .notebook import atomic_write, cell_source, code_cell, dumps_notebook, markdown_cell
+from .pipeline import Pipeline, Stage, load_pipeline
+from .project import GENERATED_DIR, Project
+
+DEBUG_DIR = f"{GENERATED_DIR}/debug"
+
+
+def prepare_debug(project: Project, name: str) -> tuple[Stage, list[dict]]:
+    """Check out the stage's inputs and return the cells that set the stage up."""
+    pipeline = load_pipeline(project)
+    stage = pipeline.stage(name)
+    _checkout_inputs(project, pipeline, stage)
+    spec = pipeline.notebook_of(stage)
+    generated = stage_notebook(spec, stage, project.kernel)
+    params = _params_values(project, spec.section, stage)
+    folder = Path(stage.notebook).parent.as_posix()
+    setup = ["# nbprod debug: run in the source notebook's folder, as the stage does",
+             "import os",
+             "from nbprod.artifacts import project_root as _nbprod_root",
+             f"os.chdir(os.path.join(_nbprod_root(), {folder!r}))"]
+    cells = [code_cell("\n".join(setup), ["nbprod-debug"])]
+    for cell in generated["cells"][1:]:
+        tags = cell["metadata"].get("tags", [])
+        if "parameters" in tags:
+            from .compile import _py_literal
+
+            lines = ["# Parameters from params.yaml"] + [f"{k} = {_py_literal(v)}" for k, v in params.items()]
+            cell = code_cell("\n".join(lines), ["parameters"])
+        cells.append(cell)
+    return stage, cells
+
+
+def debug_notebook(project: Project, name: str) -> Path:
+    stage, cells = prepare_debug(project, name)
+    header = markdown_cell(
+        f"**Debugging stage `{stage.name}`** of `{stage.notebook}`: its inputs are loaded from the DVC cache.\n\n"
+        "Run the cells to reproduce the stage on its own. Edits here are not compiled: change the source "
+        "notebook and run `nbprod run` again.")
+    nb = {"cells": [header, *cells], "metadata": {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": project.kernel},
+        "language_info": {"name": "python"}}, "nbformat": 4, "nbformat_minor": 4}
+    path = project.root / DEBUG_DIR / f"{stage.name}.ipynb"
+    atomic_write(path, dumps_notebook(nb))
+    return path
+
+
+def debug_console(project: Project, name: str, extra_args: list[str] | None = None) -> int:
+    """IPython with the stage's shared code, params and inputs run; the stage's own cells not run."""
+    stage, cells = prepare_debug(project, name)
+    setup = [cell_source(c) for c in cells
+             if set(c["metadata"].get("tags", [])) & {"nbprod-debug", "shared", "parameters", LOAD_TAG}]
+    loaded = ", ".join(sorted(stage.inputs)) or "none"
+    setup.append(f"print('nbprod debug: stage {stage.name}; inputs loaded: {loaded}; "
+                 f"its cells are in {stage.notebook}')")
+    script = project.root / DEBUG_DIR / f"{stage.name}.py"
+    atomic_write(script, "\n\n".join(setup) + "\n")
+    command = [sys.executable, "-m", "IPython", "--no-banner", "--no-confirm-exit", "-i", str(script),
+               *(extra_args or [])]
+    return subprocess.call(command, cwd=project.root)
+
+
+def _params_values(project: Project, section: str, stage: Stage) -> dict:
+    import yaml
+
+    spec_defaults = {}
+    try:
+        doc = yaml.safe_load((project.root / "params.yaml").read_text(encoding="utf-8")) or {}
+        spec_defaults = doc.get(section, {}) or {}
+    except (OSError, yaml.YAMLError):
+        pass
+    return {key: spec_defaults[key] for key in stage.params if key in spec_defaults}
+
+
+def _checkout_inputs(project: Project, pipeline: Pipeline, stage: Stage) -> None:
+    by_name = {s.name: s for s in pipeline.stages}
+    needed = sorted({f"{by_name[p].artifact_dir}/{v}" for v, p in stage.inputs.items()})
+    missing = [p for p in needed if not any((project.root / p).glob("value.*"))]
+    if not missing:
+        return
+    done = subprocess.run([_dvc(), "checkout", *missing], cwd=project.root, capture_output=True, text=True)
+    still = [p for p in missing if not any((project.root / p).glob("value.*"))]
+    if done.returncode != 0 or still:
+        producers = sorted({stage.inputs[Path(p).name] for p in still or missing})
+        raise NbprodError(f"inputs of stage {stage.name!r} are not in the DVC cache: {', '.join(still or missing)}",
+                          stage.notebook, stage.first_cell,
+                          fix=f"run 'nbprod run {' '.join(producers)}' first")
+
+
+def _dvc() -> str:
+    local = Path(sys.executable).parent / "dvc"
+    return str(local) if local.exists() else "dvc"

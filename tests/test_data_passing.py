@@ -1,0 +1,291 @@
+"""Cells tagged as stages pass their data: equivalence with Run All, types, rerun rules, debug."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import BIN, nbprod, run, save_nb
+from nbprod.compile import generate
+from nbprod.notebook import cell_source
+from nbprod.pipeline import load_pipeline
+from nbprod.project import load_project
+
+
+def write_notebook(path: Path, cells: list[tuple[str, list[str]]], markdown: str | None = None) -> None:
+    nb_cells = []
+    if markdown:
+        nb_cells.append({"cell_type": "markdown", "metadata": {}, "source": markdown})
+    nb_cells += [{"cell_type": "code", "execution_count": None, "metadata": {"tags": tags}, "outputs": [],
+                  "source": source} for source, tags in cells]
+    save_nb(path, {"cells": nb_cells, "metadata": {"kernelspec": {"name": "python3", "language": "python",
+                                                                    "display_name": "Python 3"}},
+                   "nbformat": 4, "nbformat_minor": 5})
+
+
+# --- equivalence with Run All ----------------------------------------------------------------
+
+@st.composite
+def programs(draw):
+    """Straight-line programs over ints, lists, DataFrames and arrays, one statement per cell."""
+    kinds: dict[str, str] = {}
+    lines: list[str] = []
+
+    def pick(kind):
+        names = [n for n, k in kinds.items() if k == kind]
+        return draw(st.sampled_from(names)) if names else None
+
+    for index in range(draw(st.integers(3, 14))):
+        name = f"v{index}"
+        choice = draw(st.sampled_from(["int", "int_op", "list", "list_append", "frame", "frame_col",
+                                       "array", "array_op", "series", "rebind"]))
+        i, lst, frame, arr = pick("int"), pick("list"), pick("frame"), pick("array")
+        if choice == "int" or i is None:
+            lines.append(f"{name} = {draw(st.integers(-50, 50))}")
+            kinds[name] = "int"
+        elif choice == "int_op":
+            j = pick("int")
+            lines.append(f"{name} = {i} {draw(st.sampled_from(['+', '-', '*']))} {j}")
+            kinds[name] = "int"
+        elif choice == "list":
+            lines.append(f"{name} = [{i}, {i} * 2, {draw(st.integers(0, 9))}]")
+            kinds[name] = "list"
+        elif choice == "list_append" and lst:
+            lines.append(f"{lst}.append({i})")
+        elif choice == "frame" and lst:
+            lines.append(f"{name} = pd.DataFrame({{'a': {lst}, 'b': [float(x) / 3 for x in {lst}]}})")
+            kinds[name] = "frame"
+        elif choice == "frame_col" and frame:
+            lines.append(f"{frame}['c{index}'] = {frame}['a'] * {i}")
+        elif choice == "series" and frame:
+            lines.append(f"{name} = {frame}['a'] + {i}")
+            kinds[name] = "series"
+        elif choice == "array":
+            lines.append(f"{name} = np.arange(abs({i}) % 7 + 1, dtype='int64') * {draw(st.integers(1, 5))}")
+            kinds[name] = "array"
+        elif choice == "array_op" and arr:
+            lines.append(f"{name} = {arr} * 2.5 + {i}")
+            kinds[name] = "array"
+        elif choice == "rebind" and lst:
+            lines.append(f"{lst} = {lst} + [{i}]")
+        else:
+            lines.append(f"{name} = {i} + 1")
+            kinds[name] = "int"
+    cuts = sorted(set(draw(st.lists(st.integers(1, len(lines) - 1), max_size=4)))) if len(lines) > 1 else []
+    return lines, cuts
+
+
+def same(a, b) -> bool:
+    if isinstance(a, pd.DataFrame):
+        return isinstance(b, pd.DataFrame) and a.equals(b) and list(a.dtypes) == list(b.dtypes) \
+            and a.index.equals(b.index)
+    if isinstance(a, pd.Series):
+        return isinstance(b, pd.Series) and a.equals(b) and a.dtype == b.dtype and a.name == b.name
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    return type(a) is type(b) and a == b
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("equiv")
+    (root / ".dvc").mkdir()
+    (root / "nb").mkdir()
+    return root
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                    HealthCheck.too_slow])
+@given(programs())
+def test_split_pipeline_ends_with_the_values_of_run_all(scratch, monkeypatch, program):
+    lines, cuts = program
+    cells = [("import numpy as np\nimport pandas as pd", ["shared"])]
+    stage_of = {0: "s0", **{cut: f"s{n}" for n, cut in enumerate(cuts, start=1)}}
+    for index, line in enumerate(lines):
+        tags = [f"stage:{stage_of[index]}"] if index in stage_of else []
+        cells.append((line, tags))
+    write_notebook(scratch / "nb/prog.ipynb", cells)
+    for leftover in (scratch / ".nbprod").glob("data/**/value.*"):
+        leftover.unlink()
+
+    reference: dict = {}
+    for source, _ in cells:
+        exec(source, reference)
+
+    project = load_project(scratch)
+    pipeline = load_pipeline(project)
+    files = generate(pipeline)
+    monkeypatch.setenv("NBPROD_ROOT", str(scratch))
+    final: dict = {}
+    for stage in pipeline.order():
+        namespace: dict = {}  # a fresh kernel per stage
+        nb = json.loads(files[stage.stage_notebook])
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                exec(cell_source(cell), namespace)
+        final.update({k: v for k, v in namespace.items() if not k.startswith("_") and k not in ("np", "pd")})
+    names = {k for k in reference if not k.startswith("_") and k not in ("np", "pd")}
+    # Each variable's final value is the one its last defining stage ends with.
+    last_stage = {}
+    for stage in pipeline.order():
+        for cell in stage.cells:
+            for name in cell.facts.writes | cell.facts.mutated:
+                last_stage[name] = stage.name
+    for name in sorted(names):
+        stage = pipeline.stage(last_stage[name])
+        namespace: dict = {}
+        nb = json.loads(files[stage.stage_notebook])
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                exec(cell_source(cell), namespace)
+        assert same(reference[name], namespace[name]), (name, lines, cuts)
+
+
+# --- artifacts by type -----------------------------------------------------------------------
+
+def test_values_are_stored_by_type_and_unpassable_values_name_the_variable(tmp_path, monkeypatch):
+    from nbprod.artifacts import ArtifactError, load, save
+    from sklearn.linear_model import LogisticRegression
+
+    (tmp_path / ".dvc").mkdir()
+    monkeypatch.setenv("NBPROD_ROOT", str(tmp_path))
+    frame = pd.DataFrame({"x": [1, 2], "y": ["a", "b"]}, index=[5, 7])
+    values = {"frame": frame, "series": frame["x"], "array": np.eye(2), "model": LogisticRegression(C=0.3),
+              "mixed": pd.DataFrame({0: [1, "a"]}), "number": 3}
+    save("train", "out", **values)
+    stored = {p.parent.name: p.name for p in (tmp_path / "out").glob("*/value.*")}
+    assert stored == {"frame": "value.parquet", "series": "value.series.parquet", "array": "value.npy",
+                      "model": "value.joblib", "mixed": "value.joblib", "number": "value.joblib"}
+    for name, value in values.items():
+        back = load("out", name)
+        if name == "model":
+            assert back.get_params() == value.get_params()
+        else:
+            assert same(value, back), name
+    with pytest.raises(ArtifactError) as raised:
+        save("train", "out", handle=open(os.devnull))
+    message = str(raised.value)
+    assert "stage 'train' cannot pass variable 'handle'" in message and "outs:PATH" in message
+
+
+# --- patterns the analysis cannot follow -----------------------------------------------------
+
+UNFOLLOWABLE = [
+    ("star import", [("from math import *", ["stage:a"]), ("y = pi", ["stage:b"])],
+     "cell 1: line 1: 'import *' hides which names stage 'a' defines. Fix: import the names you use"),
+    ("global", [("def f():\n    global x\n    x = 1\nf()", ["stage:a"]), ("y = x", ["stage:b"])],
+     "cell 1: line 2: a function assigns a global"),
+    ("some branches", [("import random\n", ["shared"]), ("if random.random() > 2:\n    x = 1", ["stage:a"]),
+                       ("y = x", ["stage:b"])],
+     "cell 2: 'x' is defined on some branches only, and stage 'b' reads it. Fix: give x a value before"),
+    ("exec", [("exec('x = 1')", ["stage:a"]), ("y = 2", ["stage:b"])],
+     "cell 1: line 1: exec() defines names nbprod cannot see"),
+    ("%run", [("%run helpers.py", ["stage:a"]), ("y = 2", ["stage:b"])],
+     "cell 1: line 1: %run defines names nbprod cannot see"),
+    ("import in a stage", [("import math", ["stage:a"]), ("y = math.pi", ["stage:b"])],
+     "cell 1: stage 'b' uses 'math', imported in stage 'a'. Fix: tag the import cell 'shared'"),
+    ("function in a stage", [("def helper(v):\n    return v + 1", ["stage:a"]), ("y = helper(1)", ["stage:b"])],
+     "cell 1: stage 'b' uses 'helper', defined as a function or class in stage 'a'"),
+]
+
+
+@pytest.mark.parametrize("case, cells, expected", UNFOLLOWABLE, ids=[c[0] for c in UNFOLLOWABLE])
+def test_unfollowable_patterns_are_reported_with_cell_and_fix(project, case, cells, expected):
+    write_notebook(project / "notebooks/extra.ipynb", cells)
+    done = nbprod("compile", cwd=project, check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith("nbprod: error: notebooks/extra.ipynb ")
+    assert expected in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_in_place_changes_pass_on_the_changed_object(project):
+    write_notebook(project / "notebooks/extra.ipynb", [
+        ("items = [1]", ["stage:make"]), ("items.append(2)", ["stage:grow"]), ("total = sum(items)", ["stage:use"])])
+    pipeline = json.loads(nbprod("pipeline", cwd=project).stdout)
+    stages = {s["name"]: s for s in pipeline["stages"]}
+    assert stages["grow"]["inputs"] == {"items": "make"}
+    assert stages["use"]["inputs"] == {"items": "grow"}
+
+
+# --- rerun rules with real DVC ---------------------------------------------------------------
+
+CHAIN = [
+    ("import json\n", ["shared"]),
+    ("scale = 2\noffset = 1", ["parameters"]),
+    ("numbers = list(range(5))", ["stage:source"]),
+    ("doubled = [n * scale for n in numbers]", ["stage:double"]),
+    ("total = sum(doubled) + offset\nprint(json.dumps(total))", ["stage:total"]),
+]
+
+
+@pytest.fixture(scope="module")
+def chain_project(tmp_path_factory):
+    base = tmp_path_factory.mktemp("chain")
+    nbprod("init", "proj", cwd=base)
+    root = base / "proj"
+    for notebook in (root / "notebooks").glob("*.ipynb"):
+        notebook.unlink()
+    write_notebook(root / "notebooks/chain.ipynb", CHAIN, markdown="# Chain")
+    nbprod("run", "--no-report", cwd=root)
+    run("git", "add", "-A", cwd=root)
+    run("git", "commit", "-qm", "chain", cwd=root)
+    return root
+
+
+def rerun(root: Path, tmp_path: Path) -> list[str]:
+    events = tmp_path / "events.jsonl"
+    events.unlink(missing_ok=True)
+    nbprod("run", "--no-report", "--events", events, cwd=root)
+    return [json.loads(l)["stage"] for l in events.read_text().splitlines() if '"stage_start"' in l]
+
+
+@pytest.fixture
+def chain(chain_project, tmp_path):
+    import shutil
+
+    target = tmp_path / "proj"
+    shutil.copytree(chain_project, target, symlinks=True)
+    return target
+
+
+def test_rerun_rules_code_markdown_and_params(chain, tmp_path):
+    executed = json.loads((chain / "reports/total.ipynb").read_text())
+    assert any("21" in "".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    cells = list(CHAIN)
+    cells[3] = ("doubled = [n * scale for n in numbers]\ndoubled.reverse()", ["stage:double"])
+    write_notebook(chain / "notebooks/chain.ipynb", cells, markdown="# Chain")
+    assert rerun(chain, tmp_path) == ["double", "total"]          # edited stage and downstream only
+    write_notebook(chain / "notebooks/chain.ipynb", cells, markdown="# Chain, explained differently")
+    assert rerun(chain, tmp_path) == []                           # markdown: nothing
+    params = chain / "params.yaml"
+    params.write_text(params.read_text().replace("offset: 1", "offset: 3"))
+    assert rerun(chain, tmp_path) == ["total"]                    # param read only by total
+    params.write_text(params.read_text().replace("scale: 2", "scale: 3"))
+    assert rerun(chain, tmp_path) == ["double", "total"]          # param read by double, and downstream
+
+
+def test_debug_console_loads_the_stage_inputs_from_the_cache(chain):
+    data = chain / ".nbprod/data"
+    for value in data.glob("**/value.*"):
+        value.unlink()  # only the DVC cache has them now
+    done = subprocess.run([str(BIN / "nbprod"), "debug", "total", "--console"], cwd=chain, text=True,
+                          input="print('LOADED', doubled, offset)\nexit\n", capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "inputs loaded: doubled" in done.stdout
+    assert "LOADED [0, 2, 4, 6, 8] 1" in done.stdout
+
+
+def test_debug_notebook_holds_setup_inputs_and_stage_cells(chain):
+    done = nbprod("debug", "double", cwd=chain)
+    path = chain / ".nbprod/debug/double.ipynb"
+    assert str(path) in done.stdout
+    sources = [cell_source(c) for c in json.loads(path.read_text())["cells"]]
+    assert any("_nbprod_load('.nbprod/data/notebooks__chain/source', 'numbers')" in s for s in sources)
+    assert any(s.startswith("doubled = [n * scale") for s in sources)
