@@ -75,11 +75,21 @@ class RunLock:
 
 
 def run_pipeline(project: Project, targets: list[str] | None = None, *, from_stage: str | None = None,
-                 force: bool = False, events_path: Path | None = None, on_event=None) -> RunResult:
+                 force: bool = False, events_path: Path | None = None, on_event=None, jobs: int = 1,
+                 executor: str = "local") -> RunResult:
     """Compile, then reproduce the requested stages (all by default) with ``dvc repro``.
 
+    With ``jobs`` > 1, nbprod's scheduler (nbprod.schedule) runs up to ``jobs`` independent stages at
+    a time on the named executor and records them with DVC, leaving dvc.lock as ``dvc repro`` would.
     ``on_event`` is called with each event dict as it arrives (the CLI draws progress from it).
     """
+    if jobs < 1:
+        raise NbprodError(f"-j {jobs}: the number of parallel stages must be at least 1", "nbprod run",
+                          fix="use -j 1 (serial, the default) or more")
+    if jobs > 1:
+        from .executors import make_executor
+
+        make_executor(executor, jobs).close()  # an unknown executor fails before anything changes
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     run_dir = project.root / RUNS_DIR / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -97,12 +107,19 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
         outcomes = {name: StageOutcome(name) for name in order}
         follower = _Follower(events, outcomes, on_event)
         follower.start()
+        scheduled = None
         try:
-            code = _dvc_repro(project, targets, from_stage, force, log)
+            if jobs > 1:
+                scheduled = _parallel_repro(project, targets, from_stage, force, log, jobs, executor)
+                code = 0 if scheduled.ok else 1
+            else:
+                code = _dvc_repro(project, targets, from_stage, force, log)
         finally:
             follower.stop()
         ok = code == 0 and not any(o.state == "failed" for o in outcomes.values())
         message = next((o.message for o in outcomes.values() if o.state == "failed"), None)
+        if not ok and message is None and scheduled is not None:
+            message = f"{scheduled.message}; see {project.rel(log.parent)}"
         if not ok and message is None:
             message = _dvc_error(log) or f"dvc repro exited with status {code}; see {project.rel(log)}"
         for outcome in outcomes.values():
@@ -160,6 +177,14 @@ def _dvc_repro(project: Project, targets, from_stage, force: bool, log: Path) ->
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
             raise
+
+
+def _parallel_repro(project: Project, targets, from_stage, force: bool, log: Path, jobs: int, executor: str):
+    from .executors import make_executor
+    from .schedule import reproduce
+
+    with make_executor(executor, jobs) as backend:
+        return reproduce(project, backend, log, targets=targets, from_stage=from_stage, force=force)
 
 
 def _dvc_executable() -> str:

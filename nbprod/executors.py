@@ -1,0 +1,172 @@
+"""Executors: where a stage's commands run. The scheduler (nbprod.schedule) decides what runs when;
+an executor only runs jobs and reports when they finish. ``LocalExecutor`` runs them as processes here.
+
+A new backend (a Dask cluster, say) implements ``Executor`` and registers itself in ``EXECUTORS``;
+nothing else changes. See docs/architecture.md, section "Executors".
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Job:
+    """One stage's commands, exactly as DVC would run them: argv lists run in order in ``cwd``."""
+
+    stage: str                       # DVC stage name (nbprod stages: the nbprod stage name)
+    commands: tuple[tuple[str, ...], ...]
+    cwd: Path
+    env: dict[str, str] = field(hash=False, compare=False)
+    log: Path                        # the commands' stdout and stderr go here
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job: Job
+    returncode: int                  # 0 when every command succeeded; else the first failure's code
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Executor:
+    """Runs at most ``slots`` jobs at a time. The scheduler's whole view of a backend.
+
+    Contract: ``submit`` never blocks and is only called while ``running() < slots``; ``wait``
+    returns the jobs that finished since the last call, blocking until at least one has (or the
+    timeout passes); ``cancel`` interrupts every running job and returns once they have stopped;
+    ``close`` releases the backend. Jobs read and write the project's files in place, so a remote
+    backend needs the project on a shared file system (or to sync it around each job).
+    """
+
+    name = "abstract"
+
+    def __init__(self, slots: int):
+        if slots < 1:
+            raise ValueError("an executor needs at least one slot")
+        self.slots = slots
+
+    def submit(self, job: Job) -> None:
+        raise NotImplementedError
+
+    def running(self) -> int:
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None = None) -> list[JobResult]:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LocalExecutor(Executor):
+    """Each job is a child process group on this machine; one thread per running job waits for it."""
+
+    name = "local"
+
+    def __init__(self, slots: int):
+        super().__init__(slots)
+        self._done: queue.Queue[JobResult] = queue.Queue()
+        self._processes: dict[str, subprocess.Popen] = {}
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+
+    def submit(self, job: Job) -> None:
+        if self.running() >= self.slots:
+            raise RuntimeError(f"all {self.slots} slots are busy")
+        with self._lock:
+            self._processes[job.stage] = None  # type: ignore[assignment]  # reserved until started
+        threading.Thread(target=self._run, args=(job,), name=f"nbprod-job-{job.stage}", daemon=True).start()
+
+    def _run(self, job: Job) -> None:
+        started = time.monotonic()
+        code = 0
+        job.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(job.log, "ab") as out:
+            for argv in job.commands:
+                if self._cancelled.is_set():
+                    code = 130
+                    break
+                try:
+                    process = subprocess.Popen(list(argv), cwd=job.cwd, env=job.env, stdout=out,
+                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                               close_fds=True, start_new_session=True)
+                except OSError as exc:
+                    out.write(f"nbprod: cannot start {argv[0]}: {exc}\n".encode())
+                    code = 127
+                    break
+                with self._lock:
+                    self._processes[job.stage] = process
+                code = process.wait()
+                if code != 0:
+                    break
+        with self._lock:
+            self._processes.pop(job.stage, None)
+        self._done.put(JobResult(job, code, time.monotonic() - started))
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._processes)
+
+    def wait(self, timeout: float | None = None) -> list[JobResult]:
+        results = []
+        try:
+            results.append(self._done.get(timeout=timeout))
+        except queue.Empty:
+            return results
+        while True:
+            try:
+                results.append(self._done.get_nowait())
+            except queue.Empty:
+                return results
+
+    def cancel(self) -> None:
+        """Ctrl-C for every running job (what a terminal does to a serial run), then kill stragglers."""
+        self._cancelled.set()
+        deadline = time.monotonic() + 30
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            with self._lock:
+                processes = [p for p in self._processes.values() if p is not None]
+            for process in processes:
+                try:
+                    os.killpg(process.pid, sig)
+                except ProcessLookupError:
+                    pass
+            while self.running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not self.running():
+                return
+            deadline = time.monotonic() + 5
+
+
+# Backends by name, for ``nbprod run --executor``; a Dask backend adds itself here.
+EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor}
+
+
+def make_executor(name: str, slots: int) -> Executor:
+    from .errors import NbprodError
+
+    try:
+        return EXECUTORS[name](slots)
+    except KeyError:
+        raise NbprodError(f"unknown executor {name!r} (available: {', '.join(sorted(EXECUTORS))})",
+                          "nbprod run", fix="use --executor local") from None
