@@ -141,7 +141,7 @@ def _load_yaml(path: Path):
 
 def _is_nbprod_stage(definition) -> bool:
     return isinstance(definition, dict) and isinstance(definition.get("cmd"), str) \
-        and bool(NBPROD_CMD.match(definition["cmd"]))
+        and bool(NBPROD_CMD.fullmatch(definition["cmd"]))
 
 
 def _dvc_yaml(project: Project, pipeline: Pipeline) -> str:

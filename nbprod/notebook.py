@@ -49,11 +49,24 @@ def read_notebook(path: Path, display: str | None = None) -> dict:
         elif not isinstance(source, str):
             raise NbprodError("has a source that is not text", shown, number,
                               fix="delete and recreate the cell in JupyterLab")
-        tags = (cell.get("metadata") or {}).get("tags", []) if isinstance(cell.get("metadata"), dict) else None
+        metadata = cell.get("metadata", {})
+        tags = metadata.get("tags", []) if isinstance(metadata, dict) else None
         if not isinstance(tags, list):
             raise NbprodError("has metadata.tags that is not a list", shown, number,
                               fix="retag the cell in JupyterLab")
+        if not _is_unicode(cell_source(cell)) or not all(_is_unicode(t) for t in tags if isinstance(t, str)):
+            # JSON allows "\udcff" escapes that decode to lone surrogates, which no file or kernel accepts.
+            raise NbprodError("holds text that is not valid Unicode (a lone surrogate escape)", shown, number,
+                              fix="delete and retype the cell's code and tags in JupyterLab")
     return nb
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def cell_source(cell: dict) -> str:

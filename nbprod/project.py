@@ -32,8 +32,7 @@ class Project:
         for entry in self.notebook_paths:
             base = (self.root / entry).resolve()
             if not _inside(base, self.root):
-                raise NbprodError(f"notebooks entry {entry!r} is outside the project",
-                                  self.root / "pyproject.toml",
+                raise NbprodError(f"notebooks entry {entry!r} is outside the project", "pyproject.toml",
                                   fix="list folders inside the project under [tool.nbprod] notebooks")
             if base.is_file() and base.suffix == ".ipynb":
                 found.add(base)
@@ -73,16 +72,16 @@ def load_project(root: Path) -> Project:
         try:
             config = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("nbprod", {})
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise NbprodError(f"is not valid TOML ({exc})", pyproject,
+            raise NbprodError(f"is not valid TOML ({exc})", "pyproject.toml",
                               fix="correct the syntax of pyproject.toml") from None
     notebooks = config.get("notebooks", ["."])
     if isinstance(notebooks, str):
         notebooks = [notebooks]
     if not isinstance(notebooks, list) or not all(isinstance(n, str) for n in notebooks):
-        raise NbprodError("[tool.nbprod] notebooks must be a list of paths", pyproject,
+        raise NbprodError("[tool.nbprod] notebooks must be a list of paths", "pyproject.toml",
                           fix='write notebooks = ["notebooks"]')
     kernel = config.get("kernel", "python3")
     if not isinstance(kernel, str) or not kernel:
-        raise NbprodError("[tool.nbprod] kernel must be a kernel name", pyproject, fix='write kernel = "python3"')
+        raise NbprodError("[tool.nbprod] kernel must be a kernel name", "pyproject.toml", fix='write kernel = "python3"')
     gates = config.get("gates", {})
     return Project(root=root, notebook_paths=notebooks, kernel=kernel, gates=gates)

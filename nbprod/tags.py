@@ -79,14 +79,17 @@ class TagError(ValueError):
 
 
 def is_valid_name(name: str) -> bool:
-    return bool(_NAME_RE.match(name))
+    # fullmatch: with match, "$" also accepts a trailing newline ("stage:one\n").
+    return isinstance(name, str) and bool(_NAME_RE.fullmatch(name))
 
 
 def check_relative_path(value: str) -> str | None:
     """Return why ``value`` is not a safe project-relative path, or None when it is."""
+    if not value:
+        return "is empty"
     if value.startswith("/") or re.match(r"^[A-Za-z]:", value) or value.startswith("~"):
         return "is absolute"
-    if not _PATH_RE.match(value):
+    if not _PATH_RE.fullmatch(value):
         return "holds characters outside A-Z a-z 0-9 _ . - /"
     parts = value.split("/")
     if any(p in ("", ".") for p in parts[:-1]) or parts[-1] in ("", "."):
