@@ -22,7 +22,7 @@ class Promotion:
 
 
 def _failed_gates(candidate: Candidate) -> list[str]:
-    return [f"{g['gate']} (got {g['value']}, needed {g['threshold']})" if g.get("value") is not None
+    return [f"{g['gate']} (got {g['value']:.4g}, threshold {g['threshold']:.4g})" if g.get("threshold") is not None
             else f"{g['gate']} ({g.get('note', 'no value')})"
             for g in candidate.record.get("gates", []) if g.get("passed") is False]
 

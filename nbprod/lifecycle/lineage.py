@@ -1,0 +1,200 @@
+"""``nbprod lineage PATH``: the stage, commit, params, input hashes and environment behind an output,
+each fact checked against dvc.lock and the working tree; every mismatch is stated."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import NbprodError
+from ..project import Project
+from . import gitrepo
+from .dvccache import LockedStage, cache_dir, current_md5, expand, md5_file, parse_lock
+
+
+@dataclass
+class Fact:
+    name: str
+    value: str
+    ok: bool | None          # None: nothing to check it against
+    detail: str = ""
+
+
+@dataclass
+class Lineage:
+    path: str
+    stage: str
+    facts: list[Fact] = field(default_factory=list)
+
+    @property
+    def mismatches(self) -> list[Fact]:
+        return [f for f in self.facts if f.ok is False]
+
+    def lines(self) -> list[str]:
+        lines = [f"{self.path}: produced by stage {self.stage}"]
+        for fact in self.facts:
+            mark = {True: "ok", False: "MISMATCH", None: "--"}[fact.ok]
+            lines.append(f"  {mark:8} {fact.name}: {fact.value}" + (f"  ({fact.detail})" if fact.detail else ""))
+        count = len(self.mismatches)
+        lines.append("Every fact matches dvc.lock." if not count else
+                     f"{count} mismatch(es): the file or its inputs changed since the run dvc.lock records.")
+        return lines
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "stage": self.stage, "facts": [asdict(f) for f in self.facts],
+                "mismatches": len(self.mismatches)}
+
+
+def lineage(project: Project, path: Path | str) -> Lineage:
+    root = project.root
+    target = Path(path)
+    target = (target if target.is_absolute() else Path.cwd() / target).resolve()
+    try:
+        rel = target.relative_to(root).as_posix()
+    except ValueError:
+        raise NbprodError("is outside the project", path, fix="give a path inside the project") from None
+    lock_file = root / "dvc.lock"
+    if not lock_file.is_file():
+        raise NbprodError("no dvc.lock: nothing has run yet", root, fix="run 'nbprod run' first")
+    stages = parse_lock(lock_file.read_text(encoding="utf-8"))
+    stage, out, locked = _producer(stages, rel, cache_dir(root))
+    if stage is None:
+        raise NbprodError("is not an output of any stage in dvc.lock", rel,
+                          fix="give a path listed under outs in dvc.lock (a model, metrics file or executed notebook)")
+    result = Lineage(rel, stage.name)
+    facts = result.facts
+    facts.append(_stage_fact(root, stage))
+    now = md5_file(target) if target.is_file() else current_md5(root, out, locked) if target.is_dir() else None
+    facts.append(Fact("output md5", locked, now == locked,
+                      "" if now == locked else ("missing from the working tree" if now is None
+                                                else f"the file now has md5 {now}")))
+    run = _executed_notebook(root, stage)
+    facts += _commit_facts(root, run)
+    facts += _param_facts(root, stage, run)
+    facts += _input_facts(root, stage, stages)
+    facts += _environment_facts(run)
+    registered = _registered_in(root, project, out, stage.outs.get(out, ""))
+    if registered:
+        facts.append(Fact("registry", registered, None))
+    return result
+
+
+def _producer(stages: dict[str, LockedStage], rel: str, cache: Path):
+    for stage in stages.values():
+        for out, md5 in stage.outs.items():
+            if rel == out:
+                return stage, out, md5
+            if rel.startswith(out + "/") and md5.endswith(".dir"):
+                for file_path, file_md5 in expand(cache, out, md5):
+                    if file_path == rel:
+                        return stage, out, file_md5
+                raise NbprodError(f"is inside output {out} of stage {stage.name} but not in its dvc.lock entry",
+                                  rel, fix=f"give {out} or a file the stage wrote")
+    return None, None, None
+
+
+def _stage_fact(root: Path, stage: LockedStage) -> Fact:
+    try:
+        declared = (yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}).get("stages", {})
+    except (OSError, yaml.YAMLError):
+        declared = {}
+    spec = declared.get(stage.name)
+    if spec is None:
+        return Fact("stage", f"{stage.name} ({stage.cmd})", False, "dvc.yaml no longer has this stage")
+    same = str(spec.get("cmd")) == stage.cmd
+    return Fact("stage", f"{stage.name} ({stage.cmd})", same, "" if same else f"dvc.yaml now runs {spec.get('cmd')!r}")
+
+
+def _executed_notebook(root: Path, stage: LockedStage) -> dict | None:
+    """The executed notebook of the run dvc.lock records, when its bytes are that run's."""
+    for out, md5 in stage.outs.items():
+        if out.endswith(".ipynb") and (root / out).is_file():
+            try:
+                info = json.loads((root / out).read_text(encoding="utf-8"))["metadata"]["nbprod"]
+            except (ValueError, KeyError):
+                continue
+            return {"path": out, "matches_lock": md5_file(root / out) == md5, "info": info}
+    return None
+
+
+def _commit_facts(root: Path, run: dict | None) -> list[Fact]:
+    facts = []
+    last = gitrepo.git(root, "log", "-1", "--format=%H", "--", "dvc.lock", check=False)
+    dirty = bool(gitrepo.git(root, "status", "--porcelain", "--", "dvc.lock", check=False))
+    if last:
+        facts.append(Fact("commit recording dvc.lock", last, not dirty,
+                          "dvc.lock has uncommitted changes: this run is not in a commit yet" if dirty else ""))
+    else:
+        facts.append(Fact("commit recording dvc.lock", "none", False, "dvc.lock was never committed"))
+    if run:
+        git_state = run["info"].get("git") or {}
+        value = f"{git_state.get('commit')}" + (" (with uncommitted changes)" if git_state.get("dirty") else "")
+        facts.append(Fact("commit the stage ran at", value, run["matches_lock"],
+                          f"from {run['path']}" if run["matches_lock"] else
+                          f"{run['path']} is not the executed notebook dvc.lock records"))
+    return facts
+
+
+def _param_facts(root: Path, stage: LockedStage, run: dict | None) -> list[Fact]:
+    facts = []
+    for params_file, values in stage.params.items():
+        try:
+            current = yaml.safe_load((root / params_file).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            current = {}
+        for key, value in sorted(values.items()):
+            now = current
+            for part in key.split("."):
+                now = now.get(part) if isinstance(now, dict) else None
+            detail = "" if now == value else f"{params_file} now has {key} = {now!r}"
+            if run and run["matches_lock"]:
+                used = (run["info"].get("params") or {}).get(key.split(".")[-1], value)
+                if used != value:
+                    detail = (detail + "; " if detail else "") + f"the executed notebook used {used!r}"
+            facts.append(Fact(f"param {key}", repr(value), not detail, detail))
+    return facts
+
+
+def _input_facts(root: Path, stage: LockedStage, stages: dict[str, LockedStage]) -> list[Fact]:
+    producers = {out: s.name for s in stages.values() for out in s.outs}
+    facts = []
+    for dep, md5 in sorted(stage.deps.items()):
+        now = current_md5(root, dep, md5)
+        origin = f"from stage {producers[dep]}" if dep in producers else "source"
+        if now == md5:
+            facts.append(Fact(f"input {dep}", md5, True, origin))
+        else:
+            facts.append(Fact(f"input {dep}", md5, False,
+                              f"{origin}; " + ("missing" if now is None else f"now md5 {now}: changed since the run")))
+    return facts
+
+
+def _environment_facts(run: dict | None) -> list[Fact]:
+    if not run:
+        return [Fact("environment", "not recorded (no executed notebook among the outputs)", None)]
+    info = run["info"]
+    packages = ", ".join(f"{k} {v}" for k, v in sorted((info.get("packages") or {}).items()))
+    return [Fact("environment", f"python {info.get('python')}; {packages}", run["matches_lock"],
+                 f"from {run['path']}" if run["matches_lock"] else
+                 f"{run['path']} is not the executed notebook dvc.lock records")]
+
+
+def _registered_in(root: Path, project: Project, out: str, md5: str) -> str:
+    from . import registry
+    from .config import load_config
+
+    try:
+        model = load_config(project).model_name
+    except NbprodError:
+        model = "model"
+    prod = registry.current(root, model)
+    found = []
+    for version in registry.versions(root, model):
+        text = gitrepo.show_file(root, version.commit, "dvc.lock")
+        locked = parse_lock(text) if text else {}
+        if any(s.outs.get(out) == md5 for s in locked.values()):
+            found.append(version.tag + (" (prod)" if prod and prod.version == version.version else ""))
+    return ", ".join(found)
