@@ -214,12 +214,18 @@ def test_compare_two_commits(two_runs, monkeypatch, capsys):
     assert "neither a git revision nor a DVC experiment" in capsys.readouterr().err
 
 
-def test_compare_with_experiment(two_runs):
+def test_compare_with_experiment(two_runs, tmp_path):
+    import shutil
+
+    from nbprod.project import load_project
     from nbprod.report import compare
 
-    done = dvc(two_runs.root, "exp", "run", "-n", "bigger", "-S", "train.scale=4.0")
+    # `dvc exp run` applies its results to the work tree: use a copy, the other tests read this one.
+    root = tmp_path / "exp"
+    shutil.copytree(two_runs.root, root, symlinks=True)
+    done = dvc(root, "exp", "run", "-n", "bigger", "-S", "train.scale=4.0")
     assert done.returncode == 0, done.stderr[-3000:]
-    comparison = compare(two_runs, "HEAD", "bigger")
+    comparison = compare(load_project(root), "HEAD", "bigger")
     assert comparison.b.kind == "experiment"
     rows = {(s, m): (a, b) for s, m, a, b, _ in comparison.metric_rows()}
     assert rows[("train", "score")] == (1.17, 1.56)
@@ -232,9 +238,13 @@ def test_metrics_command(two_runs, monkeypatch, capsys):
     monkeypatch.chdir(two_runs.root)
     assert main(["metrics", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["train"]["score"] in (1.17, 1.56) and shown["prepare"] == {"rows": 40}
+    assert shown["train"]["score"] == 1.17 and shown["prepare"] == {"rows": 40}
     done = dvc(two_runs.root, "metrics", "show", "--json")
     assert done.returncode == 0 and "score" in done.stdout
+    assert main(["report", "train"]) == 0
+    assert "reports/train.html" in capsys.readouterr().out
+    assert main(["report", "no_such_stage"]) == 2
+    assert "no executed notebook for stage(s) no_such_stage" in capsys.readouterr().err
 
 
 def test_failed_run_opens_with_a_banner(two_runs, tmp_path):
