@@ -42,9 +42,11 @@ class JobResult:
 class Executor:
     """Runs at most ``slots`` jobs at a time. The scheduler's whole view of a backend.
 
-    Contract: ``submit`` never blocks and is only called while ``running() < slots``; ``wait``
-    returns the jobs that finished since the last call, blocking until at least one has (or the
-    timeout passes); ``cancel`` interrupts every running job and returns once they have stopped;
+    Contract: ``submit`` never blocks and is only called while ``running() < slots``; ``running``
+    counts jobs submitted whose results ``wait`` has not yet returned (so a finished job is never
+    lost between the two calls); ``wait`` returns the jobs that finished since the last call,
+    blocking until at least one has (or the timeout passes); ``cancel`` interrupts every running
+    job and returns once they have stopped;
     ``close`` releases the backend. Jobs read and write the project's files in place, so a remote
     backend needs the project on a shared file system (or to sync it around each job).
     """
@@ -86,7 +88,8 @@ class LocalExecutor(Executor):
     def __init__(self, slots: int):
         super().__init__(slots)
         self._done: queue.Queue[JobResult] = queue.Queue()
-        self._processes: dict[str, subprocess.Popen] = {}
+        self._processes: dict[str, subprocess.Popen | None] = {}
+        self._outstanding = 0           # submitted, result not yet returned by wait()
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
 
@@ -94,7 +97,8 @@ class LocalExecutor(Executor):
         if self.running() >= self.slots:
             raise RuntimeError(f"all {self.slots} slots are busy")
         with self._lock:
-            self._processes[job.stage] = None  # type: ignore[assignment]  # reserved until started
+            self._processes[job.stage] = None  # reserved until its first command starts
+            self._outstanding += 1
         threading.Thread(target=self._run, args=(job,), name=f"nbprod-job-{job.stage}", daemon=True).start()
 
     def _run(self, job: Job) -> None:
@@ -125,7 +129,7 @@ class LocalExecutor(Executor):
 
     def running(self) -> int:
         with self._lock:
-            return len(self._processes)
+            return self._outstanding
 
     def wait(self, timeout: float | None = None) -> list[JobResult]:
         results = []
@@ -137,7 +141,10 @@ class LocalExecutor(Executor):
             try:
                 results.append(self._done.get_nowait())
             except queue.Empty:
-                return results
+                break
+        with self._lock:
+            self._outstanding -= len(results)
+        return results
 
     def cancel(self) -> None:
         """Ctrl-C for every running job (what a terminal does to a serial run), then kill stragglers."""
@@ -151,11 +158,16 @@ class LocalExecutor(Executor):
                     os.killpg(process.pid, sig)
                 except ProcessLookupError:
                     pass
-            while self.running() and time.monotonic() < deadline:
+            while self._alive() and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if not self.running():
+            if not self._alive():
                 return
             deadline = time.monotonic() + 5
+
+
+    def _alive(self) -> bool:
+        with self._lock:
+            return bool(self._processes)
 
 
 # Backends by name, for ``nbprod run --executor``; a Dask backend adds itself here.

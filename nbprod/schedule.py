@@ -75,8 +75,9 @@ class _Scheduler:
         from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
 
         self.graph = get_active_graph(self.repo.index.graph)
-        names = [from_stage] if from_stage else (targets or ["dvc.yaml"])
-        stages = collect_stages(self.repo, names)
+        dvc_yaml = str(Path(self.repo.root_dir) / "dvc.yaml")  # not relative to the caller's cwd
+        names = [from_stage] if from_stage else targets
+        stages = collect_stages(self.repo, [f"{dvc_yaml}:{n}" for n in names] if names else [dvc_yaml])
         self.plan = plan_repro(self.graph, stages, downstream=bool(from_stage))
         in_plan = set(self.plan)
         # DVC's "upstream" of a stage: the stages producing its deps (graph successors).
