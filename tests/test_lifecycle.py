@@ -214,12 +214,17 @@ def test_env_lock_and_drift(ran_copy):
 
 
 def test_bad_input_is_one_line_and_changes_nothing(ran_copy):
+    before = tree_digest(ran_copy)
+    assert "no candidate 'c9'" in error_line(nbprod("approve", "c9", "--by", "x", cwd=ran_copy, check=False))
+    assert "model.nope" in error_line(nbprod("retrain", "--set", "model.nope=1", cwd=ran_copy, check=False))
+    assert "no version" in error_line(nbprod("rollback", "v9.9.9", "--by", "x", cwd=ran_copy, check=False))
+    assert "not an output" in error_line(nbprod("lineage", "params.yaml", cwd=ran_copy, check=False))
+    assert tree_digest(ran_copy) == before
+
     with open(ran_copy / "pyproject.toml", "a", encoding="utf-8") as handle:
         handle.write('\n[tool.nbprod.gates]\nroc_auc = "at least 0.9"\n')
     before = tree_digest(ran_copy)
     line = error_line(nbprod("retrain", cwd=ran_copy, check=False))
     assert "pyproject.toml" in line and "roc_auc" in line and "Fix:" in line
-    assert "no candidate 'c9'" in error_line(nbprod("approve", "c9", "--by", "x", cwd=ran_copy, check=False))
-    assert "model.nope" in error_line(nbprod("retrain", "--set", "model.nope=1", cwd=ran_copy, check=False))
-    assert "no version" in error_line(nbprod("rollback", "v9.9.9", "--by", "x", cwd=ran_copy, check=False))
     assert tree_digest(ran_copy) == before
+    assert run("git", "worktree", "list", cwd=ran_copy).stdout.count("\n") == 1
