@@ -1,0 +1,29 @@
+"""The benchmark suite in its tiny mode: every scenario still runs end to end (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+SCENARIOS = ("cold: nbprod run", "dvc.yaml + papermill (peer)", "stage overhead", "import nbprod.record",
+             "no-op nbprod run", "-j 2", "compile a 50-cell notebook")
+
+
+def test_benchmarks_tiny_mode_prints_one_row_per_scenario(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--json", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = done.stdout
+    assert "machine: " in table and "CPUs" in table and "Python " in table and "repetitions: " in table
+    for scenario in SCENARIOS:
+        assert sum(scenario in line for line in table.splitlines()) == 1, scenario
+    result = json.loads(out.read_text())
+    assert len(result["rows"]) == len(SCENARIOS)
+    for row in result["rows"]:
+        assert row["nbprod"] > 0 and row["baseline"] > 0 and row["ratio"] > 0
+        assert ("met" if row["met"] else "MISSED") in next(l for l in table.splitlines() if row["scenario"] in l)
