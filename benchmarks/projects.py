@@ -87,12 +87,18 @@ def plain_script(root: Path) -> tuple[Path, Path]:
 
     Returns the script and the folder to run it in (the notebooks' folder, as their paths assume).
     """
+    from nbprod.pipeline import load_pipeline
     from nbprod.project import load_project
 
     project = load_project(root)
+    order: list[str] = []
+    for stage in load_pipeline(project).order():  # notebooks in the order the pipeline needs them
+        if stage.notebook not in order:
+            order.append(stage.notebook)
     parts = []
     folders = set()
-    for path in project.notebooks():
+    for rel in order:
+        path = root / rel
         nb = json.loads(path.read_text(encoding="utf-8"))
         folders.add(path.parent)
         for cell in nb["cells"]:
