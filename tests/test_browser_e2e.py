@@ -160,6 +160,13 @@ def test_tag_a_new_stage_and_run_the_pipeline_from_the_panel(lab):
             page.wait_for_selector(".lm-TabBar-tab[data-type='document-title'] >> text=roc.ipynb",
                                    timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "06-executed-notebook.png"))
+
+            # "Debug" opens the stage on its own, its inputs loaded from the DVC cache.
+            page.click(".jp-nbprod-stage[data-stage='evaluate'] .jp-nbprod-debug")
+            page.wait_for_selector(".lm-TabBar-tab[data-type='document-title'] >> text=evaluate.ipynb",
+                                   timeout=60_000)
+            assert (lab["project"] / "debug" / "evaluate.ipynb").is_file()
+            page.screenshot(path=str(ARTIFACTS / "07-debug-notebook.png"))
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"))
             (ARTIFACTS / "console.log").write_text("\n".join(console))

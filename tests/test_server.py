@@ -210,6 +210,20 @@ def test_a_run_started_and_followed_over_rest_brings_every_stage_up_to_date(serv
     assert {s["name"]: s["state"] for s in status["stages"]} == {n: "up to date" for n in ("prepare", "train", "evaluate")}
 
 
+def test_debug_writes_the_stage_notebook_with_its_inputs(server):
+    response = server.api("POST", "debug", json={"path": "proj", "stage": "evaluate"})
+    assert response.status_code == 200, response.text
+    notebook = response.json()["notebook"]
+    # Jupyter hides dot-folders by default, so the notebook the UI opens is outside .nbprod/.
+    assert notebook == "proj/debug/evaluate.ipynb"
+    opened = requests.get(f"{server.base}/api/contents/{notebook}", headers=server.auth, timeout=10)
+    assert opened.status_code == 200 and opened.json()["type"] == "notebook"
+    cells = json.loads((server.root / notebook).read_text())["cells"]
+    assert any("predict_proba" in "".join(c["source"]) for c in cells)
+    for stage in ["../train", "nope", None]:
+        assert server.api("POST", "debug", json={"path": "proj", "stage": stage}).status_code == 400
+
+
 def test_cancel_stops_a_run(server):
     params = server.root / "proj" / "params.yaml"
     # A seed never used before: DVC's run cache cannot restore prepare, so it really runs.

@@ -100,6 +100,11 @@ export class NbprodApi {
     });
   }
 
+  /** Write the stage's debug notebook (inputs from the DVC cache); returns its server-relative path. */
+  debug(path: string, stage: string): Promise<{ notebook: string }> {
+    return this._request('debug', {}, { method: 'POST', body: JSON.stringify({ path, stage }) });
+  }
+
   /** The URL that serves a file of the server root (for HTML reports, opened in a new tab). */
   fileUrl(path: string): string {
     return URLExt.join(this.settings.baseUrl, 'files', URLExt.encodeParts(path));

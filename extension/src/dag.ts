@@ -1,6 +1,6 @@
 /**
- * Draws the stage DAG as SVG: stages in columns by their longest path from a root, edges from each
- * upstream stage, the border coloured by the stage's state.
+ * Draws the stage DAG as SVG, top to bottom to suit a side panel: stages in rows by their longest
+ * path from a root, edges from each upstream stage, the border coloured by the stage's state.
  */
 import { stageHue } from './tags';
 
@@ -11,10 +11,10 @@ export interface DagNode {
 }
 
 const SVG = 'http://www.w3.org/2000/svg';
-const W = 118;
-const H = 26;
-const GAP_X = 36;
-const GAP_Y = 12;
+const W = 112;
+const H = 24;
+const GAP_X = 12;
+const GAP_Y = 26;
 
 export function layers(nodes: DagNode[]): Map<string, number> {
   const byName = new Map(nodes.map(n => [n.name, n]));
@@ -41,17 +41,17 @@ export function layers(nodes: DagNode[]): Map<string, number> {
 
 export function renderDag(nodes: DagNode[]): SVGSVGElement {
   const depth = layers(nodes);
-  const columns: string[][] = [];
+  const rows: string[][] = [];
   for (const node of nodes) {
     const d = depth.get(node.name) ?? 0;
-    (columns[d] = columns[d] ?? []).push(node.name);
+    (rows[d] = rows[d] ?? []).push(node.name);
   }
   const at = new Map<string, [number, number]>();
-  columns.forEach((names, x) =>
-    names.forEach((name, y) => at.set(name, [8 + x * (W + GAP_X), 8 + y * (H + GAP_Y)]))
+  rows.forEach((names, y) =>
+    names.forEach((name, x) => at.set(name, [8 + x * (W + GAP_X), 8 + y * (H + GAP_Y)]))
   );
-  const width = 16 + Math.max(1, columns.length) * (W + GAP_X) - GAP_X;
-  const height = 16 + Math.max(1, ...columns.map(c => c.length)) * (H + GAP_Y) - GAP_Y;
+  const width = 16 + Math.max(1, ...rows.map(r => r.length)) * (W + GAP_X) - GAP_X;
+  const height = 16 + Math.max(1, rows.length) * (H + GAP_Y) - GAP_Y;
   const svg = document.createElementNS(SVG, 'svg');
   svg.setAttribute('class', 'jp-nbprod-dag');
   svg.setAttribute('width', String(width));
@@ -64,10 +64,11 @@ export function renderDag(nodes: DagNode[]): SVGSVGElement {
       if (!from) {
         continue;
       }
-      const [x1, y1] = [from[0] + W, from[1] + H / 2];
+      const [x1, y1] = [from[0] + W / 2, from[1] + H];
+      const [x3, y3] = [x2 + W / 2, y2];
+      const mid = (y1 + y3) / 2;
       const path = document.createElementNS(SVG, 'path');
-      const mid = (x1 + x2) / 2;
-      path.setAttribute('d', `M${x1},${y1} C${mid},${y1} ${mid},${y2 + H / 2} ${x2},${y2 + H / 2}`);
+      path.setAttribute('d', `M${x1},${y1} C${x1},${mid} ${x3},${mid} ${x3},${y3}`);
       path.setAttribute('class', 'jp-nbprod-dag-edge');
       svg.appendChild(path);
     }

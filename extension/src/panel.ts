@@ -107,6 +107,22 @@ export class PipelinePanel extends Widget {
     }
   }
 
+  /** Open the stage on its own, inputs loaded from the DVC cache, as a notebook in Lab. */
+  async debug(stage: string): Promise<void> {
+    this._busy = `Preparing the debug notebook of ${stage}…`;
+    this._render();
+    try {
+      const { notebook } = await this._options.api.debug(this._path, stage);
+      this._error = null;
+      this._options.openNotebook(notebook);
+    } catch (error) {
+      this._error = (error as Error).message;
+    } finally {
+      this._busy = null;
+      this._render();
+    }
+  }
+
   async cancel(): Promise<void> {
     if (this._run?.running) {
       try {
@@ -260,6 +276,7 @@ export class PipelinePanel extends Widget {
     const actions = el('div', 'jp-nbprod-stage-actions');
     actions.appendChild(button('Run', 'jp-nbprod-run-stage', running, () => void this.run([stage.name], null)));
     actions.appendChild(button('Run from here', 'jp-nbprod-run-from', running, () => void this.run([], stage.name)));
+    actions.appendChild(button('Debug', 'jp-nbprod-debug', running, () => void this.debug(stage.name)));
     if (state && state !== 'never run' && state !== 'waiting') {
       actions.appendChild(link('executed notebook', 'jp-nbprod-open-notebook', () =>
         this._options.openNotebook(join(stage.executed_notebook))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import tornado.web
@@ -19,6 +20,9 @@ from nbprod.errors import NbprodError
 from nbprod.tags import SCHEMA, is_valid_name
 
 from .runs import RunRegistry, run_state
+
+# Where the UI opens debug notebooks when the server hides dot-folders (its default).
+VISIBLE_DEBUG_DIR = "debug"
 
 
 class Refused(Exception):
@@ -152,10 +156,7 @@ class RunsHandler(NbprodHandler):
             if not isinstance(stages, list):
                 raise Refused(400, "stages must be a list of stage names")
             for name in [*stages, *([from_stage] if from_stage is not None else [])]:
-                if not isinstance(name, str) or not is_valid_name(name):
-                    raise Refused(400, f"{name!r} is not a valid stage name")
-                if name not in known:
-                    raise Refused(400, f"no stage named {name!r} in this project")
+                check_stage_name(name, known)
             root = project.root.resolve()
             if self.runs.active(root) is not None:
                 raise Refused(409, "a run is already going in this project; cancel it or wait")
@@ -163,6 +164,46 @@ class RunsHandler(NbprodHandler):
             return ({"id": run.id, "running": True}, 202)
 
         await self.serve(work)
+
+
+class DebugHandler(NbprodHandler):
+    """Write the stage's debug notebook (inputs loaded from the DVC cache) for the UI to open."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        async def work():
+            from nbprod.debug import debug_notebook
+            from nbprod.pipeline import load_pipeline
+
+            data = self.body()
+            path = data.get("path", "")
+            if not isinstance(path, str):
+                raise Refused(400, "path must be a string")
+            project = await self.project(path)
+            pipeline = await asyncio.to_thread(load_pipeline, project)
+            stage = data.get("stage")
+            check_stage_name(stage, {s.name for s in pipeline.stages})
+            root = project.root.resolve()
+            if self.runs.active(root) is not None:
+                raise Refused(409, "a run is going in this project; debug once it has finished")
+            notebook = (await asyncio.to_thread(debug_notebook, project, stage)).resolve()
+            hidden = any(part.startswith(".") for part in notebook.relative_to(self.server_root).parts)
+            if hidden and not self.contents_manager.allow_hidden:
+                # Jupyter does not open files in hidden folders such as .nbprod/ unless allowed.
+                visible = root / VISIBLE_DEBUG_DIR / notebook.name
+                visible.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(notebook, visible)
+                notebook = visible
+            return ({"notebook": notebook.relative_to(self.server_root).as_posix()},)
+
+        await self.serve(work)
+
+
+def check_stage_name(name: object, known: set[str]) -> None:
+    if not isinstance(name, str) or not is_valid_name(name):
+        raise Refused(400, f"{name!r} is not a valid stage name")
+    if name not in known:
+        raise Refused(400, f"no stage named {name!r} in this project")
 
 
 class RunEventsHandler(NbprodHandler):
@@ -209,6 +250,7 @@ def setup_handlers(serverapp) -> None:
         (url_path_join(base, "pipeline"), PipelineHandler, kwargs),
         (url_path_join(base, "status"), StatusHandler, kwargs),
         (url_path_join(base, "runs"), RunsHandler, kwargs),
+        (url_path_join(base, "debug"), DebugHandler, kwargs),
         (url_path_join(base, "runs", r"([^/]+)", "events"), RunEventsHandler, kwargs),
         (url_path_join(base, "runs", r"([^/]+)", "cancel"), RunCancelHandler, kwargs),
     ])
