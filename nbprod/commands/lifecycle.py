@@ -52,6 +52,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("env", help="environment capture: lock file and drift check")
     env_sub = p.add_subparsers(metavar="ACTION")
+    p.set_defaults(handler=lambda args, parser=p: parser.print_help() or 2)
     q = env_sub.add_parser("check", help="what drifted since the lock file and the last run")
     q.set_defaults(handler=cmd_env_check)
     q = env_sub.add_parser("lock", help="write requirements.lock (a stage can depend on it)")

@@ -203,7 +203,7 @@ def _metrics(root: Path) -> dict[str, dict]:
     return read_metrics({f: (root / f).read_bytes() if (root / f).is_file() else None for f in files})
 
 
-def _holdout(root: Path, lock_text: bytes | str | None, yaml_text: str | None, model_path: str) -> dict[str, dict]:
+def _holdout(lock_text: bytes | str | None, model_path: str) -> dict[str, dict]:
     """For each stage that reads the model: its other data inputs (the holdout) and their hashes."""
     lock = parse_lock(lock_text)
     result = {}
@@ -220,8 +220,8 @@ def _score_champion(root: Path, work: Path, config: LifecycleConfig, champion: r
     byte-identical, otherwise the champion's model re-scored by the candidate's scoring stages."""
     champion_lock = gitrepo.show_file(root, champion.commit, "dvc.lock")
     yaml_text = gitrepo.show_file(root, champion.commit, "dvc.yaml")
-    theirs = _holdout(root, champion_lock, None, config.model_path)
-    ours = _holdout(work, (work / "dvc.lock").read_bytes(), None, config.model_path)
+    theirs = _holdout(champion_lock, config.model_path)
+    ours = _holdout((work / "dvc.lock").read_bytes(), config.model_path)
     info = {"version": champion.version, "commit": champion.commit, "holdout": ours}
     files = metrics_files(root, yaml_text.decode() if yaml_text else None)
     if ours and theirs == ours:
