@@ -252,7 +252,8 @@ export class PipelinePanel extends Widget {
     if (!status) {
       return { state: this._run?.running ? 'waiting' : '', detail: '' };
     }
-    return { state: status.state, detail: status.reasons.length ? status.reasons.join(', ') : '' };
+    const why = status.state === 'changed' ? status.reasons.filter(r => r !== status.state) : [];
+    return { state: status.state, detail: why.join(', ') };
   }
 
   private _stageRow(stage: StageInfo, running: boolean): HTMLElement {
