@@ -155,7 +155,21 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     for event in events:
         print(_history_line(event))
+    _print_waiting(project.root, model)
     return 0
+
+
+def _print_waiting(root, model) -> None:
+    from ..lifecycle.candidates import candidate_ids, load_candidate
+    from ..lifecycle.registry import rejections, versions
+
+    decided = {v.commit for v in versions(root, model)} | {e.commit for e in rejections(root, model)}
+    for candidate_id in candidate_ids(root):
+        candidate = load_candidate(root, candidate_id)
+        if candidate.commit not in decided and candidate.record.get("model", model) == model:
+            verdict = "passed its gates" if candidate.passed else "FAILED a gate"
+            print(f"waiting for a decision: candidate {candidate_id} ({verdict}, trained "
+                  f"{candidate.record.get('created', '?')[:19].replace('T', ' ')})")
 
 
 def _history_line(event) -> str:

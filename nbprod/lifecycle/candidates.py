@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from ..errors import NbprodError
 from ..project import Project
 from . import environment, gitrepo, registry
@@ -56,8 +58,6 @@ def load_candidate(root: Path, candidate_id: str) -> Candidate:
 
 def parse_overrides(root: Path, assignments: list[str]) -> dict[str, object]:
     """``section.key=value`` pairs for params.yaml; values are YAML scalars."""
-    import yaml
-
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) if (root / "params.yaml").is_file() \
         else {}
     result = {}
@@ -92,6 +92,7 @@ def retrain(project: Project, overrides: list[str] | None = None, note: str = ""
     try:
         overlaid = _overlay(root, work)
         _share_cache(root, work)
+        data_sources = _current_data(root, work)
         if values:
             _set_params(work / "params.yaml", values)
         environment.write_capture(work)
@@ -109,7 +110,7 @@ def retrain(project: Project, overrides: list[str] | None = None, note: str = ""
         model_md5 = next((s.outs[config.model_path] for s in lock.values() if config.model_path in s.outs), None)
         env = json.loads((work / environment.CAPTURE_FILE).read_text(encoding="utf-8"))
         record = {"candidate": candidate_id, "model": config.model_name, "created": registry.now(), "base": base,
-                  "note": note, "params_set": values, "files_from_working_tree": overlaid,
+                  "note": note, "params_set": values, "files_from_working_tree": overlaid, "data_sources": data_sources,
                   "metrics": candidate_metrics, "model_path": config.model_path, "model_md5": model_md5,
                   "champion": champion_info, "gates": [r.to_dict() for r in results], "gates_passed": passed,
                   "environment": {"python": env["python"], "packages_sha256": env["packages_sha256"]}}
@@ -160,6 +161,35 @@ def _overlay(root: Path, work: Path) -> list[str]:
         (work / rel).unlink(missing_ok=True)
         copied.append(rel)
     return copied
+
+
+def _current_data(root: Path, work: Path) -> list[str]:
+    """Data added with ``dvc add`` is ignored by git, so the worktree lacks it: copy the user's current
+    files in and record them (``dvc commit``), so the candidate trains on the data as it is now."""
+    sources = []
+    for dvc_file in gitrepo.git(root, "ls-files", "-z", "--", "*.dvc").split("\0"):
+        if not dvc_file or not (root / dvc_file).is_file():
+            continue
+        try:
+            outs = (yaml.safe_load((root / dvc_file).read_text(encoding="utf-8")) or {}).get("outs") or []
+        except yaml.YAMLError:
+            raise NbprodError("is not valid YAML", dvc_file, fix="restore it with git or 'dvc add' the data again") \
+                from None
+        for out in outs:
+            rel = (Path(dvc_file).parent / str(out.get("path", ""))).as_posix()
+            source, target = root / rel, work / rel
+            if source.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(source, target)
+            elif source.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+            else:
+                continue
+            sources.append(dvc_file)
+    if sources:
+        dvc(work, "commit", "--force", "--quiet", *sorted(set(sources)))
+    return sorted(set(sources))
 
 
 def _share_cache(root: Path, work: Path) -> None:

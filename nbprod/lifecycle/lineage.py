@@ -34,13 +34,14 @@ class Lineage:
         return [f for f in self.facts if f.ok is False]
 
     def lines(self) -> list[str]:
-        lines = [f"{self.path}: produced by stage {self.stage}"]
+        origin = self.stage if self.stage.startswith("(") else f"produced by stage {self.stage}"
+        lines = [f"{self.path}: {origin}"]
         for fact in self.facts:
             mark = {True: "ok", False: "MISMATCH", None: "--"}[fact.ok]
             lines.append(f"  {mark:8} {fact.name}: {fact.value}" + (f"  ({fact.detail})" if fact.detail else ""))
         count = len(self.mismatches)
-        lines.append("Every fact matches dvc.lock." if not count else
-                     f"{count} mismatch(es): the file or its inputs changed since the run dvc.lock records.")
+        lines.append("Every fact matches what DVC recorded." if not count else
+                     f"{count} mismatch(es): the file or its inputs changed since DVC recorded them.")
         return lines
 
     def to_dict(self) -> dict:
@@ -62,6 +63,9 @@ def lineage(project: Project, path: Path | str) -> Lineage:
     stages = parse_lock(lock_file.read_text(encoding="utf-8"))
     stage, out, locked = _producer(stages, rel, cache_dir(root))
     if stage is None:
+        source = _data_source(root, rel)
+        if source is not None:
+            return source
         raise NbprodError("is not an output of any stage in dvc.lock", rel,
                           fix="give a path listed under outs in dvc.lock (a model, metrics file or executed notebook)")
     result = Lineage(rel, stage.name)
@@ -198,3 +202,29 @@ def _registered_in(root: Path, project: Project, out: str, md5: str) -> str:
         if any(s.outs.get(out) == md5 for s in locked.values()):
             found.append(version.tag + (" (prod)" if prod and prod.version == version.version else ""))
     return ", ".join(found)
+
+
+def _data_source(root: Path, rel: str) -> Lineage | None:
+    """Lineage of data added with ``dvc add``: its .dvc file is the record to check against."""
+    for dvc_file in gitrepo.git(root, "ls-files", "-z", "--", "*.dvc", check=False).split("\0"):
+        if not dvc_file:
+            continue
+        try:
+            outs = (yaml.safe_load((root / dvc_file).read_text(encoding="utf-8")) or {}).get("outs") or []
+        except (OSError, yaml.YAMLError):
+            continue
+        for out in outs:
+            path = (Path(dvc_file).parent / str(out.get("path", ""))).as_posix()
+            if rel != path and not rel.startswith(path + "/"):
+                continue
+            md5 = str(out.get("md5", ""))
+            result = Lineage(rel, f"(a data source, recorded in {dvc_file} by dvc add)")
+            now = current_md5(root, path, md5)
+            result.facts.append(Fact("data md5", md5, now == md5,
+                                     "" if now == md5 else f"the data now has md5 {now}: run 'dvc add {path}'"))
+            last = gitrepo.git(root, "log", "-1", "--format=%H", "--", dvc_file, check=False)
+            dirty = bool(gitrepo.git(root, "status", "--porcelain", "--", dvc_file, check=False))
+            result.facts.append(Fact(f"commit recording {dvc_file}", last or "none", bool(last) and not dirty,
+                                     "uncommitted changes" if dirty else ("never committed" if not last else "")))
+            return result
+    return None
