@@ -178,14 +178,15 @@ def test_lineage_of_model_file_checked_against_dvc_lock(story):
 def test_bundle_reproduces_metrics_elsewhere_and_tampering_is_refused(story, tmp_path):
     root = story["root"]
     bundle = tmp_path / "v1.zip"
-    nbprod("package", "v1.0.0", "-o", bundle, cwd=root)
+    packaged = nbprod("package", "v1.0.0", "-o", bundle, cwd=root)
+    manifest_sum = packaged.stdout.split("manifest sha256 ")[1].split()[0]
     names = zipfile.ZipFile(bundle).namelist()
     for expected in ("nbprod-bundle.json", "dvc.yaml", "dvc.lock", "params.yaml", "requirements.lock",
                      "notebooks/model.ipynb", ".nbprod/stages/train.ipynb", MODEL, "notebooks/data/test.parquet"):
         assert expected in names
 
     target = tmp_path / "elsewhere"
-    nbprod("unpack", bundle, target, cwd=tmp_path)
+    nbprod("unpack", bundle, target, "--sha256", manifest_sum, cwd=tmp_path)
     nbprod("run", "--force", "--no-report", cwd=target)
     assert json.loads((target / "metrics/evaluate.json").read_text()) == json.loads(story["v1"]["metrics"])
 
@@ -197,6 +198,18 @@ def test_bundle_reproduces_metrics_elsewhere_and_tampering_is_refused(story, tmp
     refused = nbprod("unpack", tampered, tmp_path / "bad", cwd=tmp_path, check=False)
     line = error_line(refused)
     assert "params.yaml" in line and "sha256" in line
+    assert not (tmp_path / "bad").exists()
+
+    # A manifest rewritten to match the altered file passes its own sums; the sum package printed does not.
+    rewritten = tmp_path / "rewritten.zip"
+    with zipfile.ZipFile(tampered) as source, zipfile.ZipFile(rewritten, "w") as copy:
+        manifest = json.loads(source.read("nbprod-bundle.json"))
+        manifest["files"]["params.yaml"]["sha256"] = hashlib.sha256(source.read("params.yaml")).hexdigest()
+        for name in source.namelist():
+            copy.writestr(name, json.dumps(manifest) if name == "nbprod-bundle.json" else source.read(name))
+    line = error_line(nbprod("unpack", rewritten, tmp_path / "bad", "--sha256", manifest_sum, cwd=tmp_path,
+                             check=False))
+    assert "nbprod-bundle.json" in line and "--sha256" in line
     assert not (tmp_path / "bad").exists()
 
 

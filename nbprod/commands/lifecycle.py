@@ -67,6 +67,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("unpack", help="verify a bundle's sha256 manifest and unpack it as a project")
     p.add_argument("bundle", type=Path)
     p.add_argument("directory", type=Path)
+    p.add_argument("--sha256", metavar="SUM", help="the manifest sum 'nbprod package' printed (catches a rewritten "
+                                                  "manifest)")
     p.set_defaults(handler=cmd_unpack)
 
 
@@ -244,13 +246,15 @@ def cmd_package(args: argparse.Namespace) -> int:
 
     result = package(_project(), args.version, args.output)
     print(f"wrote {args.output} ({result.files} files, {result.size / 1e6:.1f} MB) from {result.source}")
+    print(f"manifest sha256 {result.manifest_sha256} (give it to 'nbprod unpack --sha256' to check the bundle "
+          "end to end)")
     return 0
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
     from ..lifecycle.bundle import unpack
 
-    result = unpack(args.bundle, args.directory)
+    result = unpack(args.bundle, args.directory, args.sha256)
     print(f"verified {result.files} files (sha256) and unpacked {result.source} into {args.directory}")
     print(f"Next: cd {args.directory} && nbprod run")
     return 0

@@ -25,6 +25,7 @@ class BundleResult:
     files: int
     size: int
     source: str
+    manifest_sha256: str = ""
 
 
 def package(project: Project, version_text: str | None, output: Path) -> BundleResult:
@@ -64,16 +65,20 @@ def package(project: Project, version_text: str | None, output: Path) -> BundleR
     output = output if output.is_absolute() else Path.cwd() / output
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
+    manifest_bytes = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        archive.writestr(MANIFEST, manifest_bytes)
         for rel, data in sorted(files.items()):
             archive.writestr(rel, data)
     os.replace(partial, output)
-    return BundleResult(len(files), output.stat().st_size, source)
+    return BundleResult(len(files), output.stat().st_size, source, sha256_bytes(manifest_bytes))
 
 
-def verify(bundle: Path) -> tuple[dict, dict[str, bytes]]:
-    """The manifest and every file's bytes, after checking each sha256; raises on any difference."""
+def verify(bundle: Path, expected_manifest: str | None = None) -> tuple[dict, dict[str, bytes]]:
+    """The manifest and every file's bytes, after checking each sha256; raises on any difference.
+
+    ``expected_manifest`` (the sum ``nbprod package`` printed) also catches a manifest rewritten to
+    match altered files."""
     try:
         archive = zipfile.ZipFile(bundle)
     except (OSError, zipfile.BadZipFile) as exc:
@@ -83,8 +88,12 @@ def verify(bundle: Path) -> tuple[dict, dict[str, bytes]]:
         names = archive.namelist()
         if MANIFEST not in names:
             raise NbprodError(f"has no {MANIFEST}: not an nbprod bundle", bundle, fix="make it with 'nbprod package'")
+        raw = archive.read(MANIFEST)
+        if expected_manifest and sha256_bytes(raw) != expected_manifest.lower():
+            raise NbprodError(f"{MANIFEST} does not have the sha256 given with --sha256 (tampered or another bundle)",
+                              bundle, fix="check the sum printed by 'nbprod package', or package the version again")
         try:
-            manifest = json.loads(archive.read(MANIFEST))
+            manifest = json.loads(raw)
             expected = manifest["files"]
         except (ValueError, KeyError, TypeError):
             raise NbprodError(f"{MANIFEST} is unreadable", bundle, fix="package it again") from None
@@ -114,10 +123,10 @@ def _safe(bundle: Path, name: str) -> None:
         raise NbprodError(f"holds an unsafe path {name!r}", bundle, fix="do not use this bundle")
 
 
-def unpack(bundle: Path, directory: Path) -> BundleResult:
+def unpack(bundle: Path, directory: Path, expected_manifest: str | None = None) -> BundleResult:
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise NbprodError("already exists and is not empty", directory, fix="unpack into a new folder")
-    manifest, files = verify(bundle)  # nothing is written unless every file checks out
+    manifest, files = verify(bundle, expected_manifest)  # nothing is written unless every file checks out
     directory.mkdir(parents=True, exist_ok=True)
     for rel, data in files.items():
         target = directory / rel
@@ -130,4 +139,5 @@ def unpack(bundle: Path, directory: Path) -> BundleResult:
     gitrepo.git(root, "add", "-A")
     gitrepo.git(root, *gitrepo.identity_args(root), "commit", "-q", "-m",
                 f"Unpacked nbprod bundle of {manifest.get('source')}")
-    return BundleResult(len(files), bundle.stat().st_size, str(manifest.get("source")))
+    return BundleResult(len(files), bundle.stat().st_size, str(manifest.get("source")),
+                        sha256_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode() + b"\n"))
