@@ -77,7 +77,7 @@ def stage_notebook(spec: NotebookSpec, stage: Stage, kernel: str) -> dict:
         lines = [f"{key} = {_py_literal(spec.params[key])}" for key in stage.params]
         cells.append(code_cell("\n".join(lines), ["parameters"]))
     if stage.inputs:
-        lines = [f"# nbprod: variables this stage reads from earlier stages of {spec.path}",
+        lines = [f"# nbprod: variables this stage reads from earlier stages of {_one_line(spec.path)}",
                  "from nbprod.artifacts import load as _nbprod_load"]
         producers = {s.name: s for s in spec.stages}
         for name, producer in sorted(stage.inputs.items()):
@@ -102,9 +102,14 @@ def stage_notebook(spec: NotebookSpec, stage: Stage, kernel: str) -> dict:
     }
 
 
+def _one_line(text: str) -> str:
+    """Text safe inside a generated comment: a line break there would start a line of code."""
+    return " ".join(text.splitlines())
+
+
 def _py_literal(value: object) -> str:
     """Python source for a params value: repr is exact and cannot inject code for these types."""
-    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return f"float({str(value)!r})"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_py_literal(k)}: {_py_literal(v)}" for k, v in value.items()) + "}"

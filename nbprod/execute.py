@@ -109,11 +109,13 @@ def _stage_params(root: Path, nb: dict, section: str) -> dict:
     values = dict(defaults)
     params_file = root / "params.yaml"
     if params_file.is_file() and defaults:
-        import yaml
+        # YAML 1.2, as DVC and compile read it: PyYAML's 1.1 would turn "yes", "on", 1_000 or 12:30
+        # into other values than the ones DVC tracks.
+        from ruamel.yaml import YAML, YAMLError
 
         try:
-            doc = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
+            doc = YAML(typ="safe", pure=True).load(params_file.read_text(encoding="utf-8")) or {}
+        except YAMLError as exc:
             raise NbprodError(f"is not valid YAML ({str(exc).splitlines()[0]})", "params.yaml",
                               fix="correct params.yaml or restore it with git") from None
         section_values = doc.get(section, {}) if isinstance(doc, dict) else {}
@@ -121,7 +123,26 @@ def _stage_params(root: Path, nb: dict, section: str) -> dict:
             for key in defaults:
                 if key in section_values:
                     values[key] = section_values[key]
+                    _check_param(f"{section}.{key}", values[key])
     return values
+
+
+def _check_param(name: str, value: object) -> None:
+    """A params.yaml value the kernel can receive exactly: what a parameters cell may hold."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check_param(name, item)
+        return
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        for item in value.values():
+            _check_param(name, item)
+        return
+    kind = {"date": "a date", "datetime": "a date and time", "bytes": "binary data", "set": "a set",
+            "dict": "a mapping with non-string keys"}.get(type(value).__name__, f"a {type(value).__name__}")
+    raise NbprodError(f"{name} is {kind}, which a notebook parameter cannot hold", "params.yaml",
+                      fix="quote it, or use a number, string, boolean, null, list or mapping")
 
 
 def _source_cells(root: Path, name: str, nb: dict) -> list[int | None]:

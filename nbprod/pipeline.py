@@ -159,6 +159,9 @@ def load_pipeline(project: Project) -> Pipeline:
 
 def _read_spec(project: Project, path: Path) -> NotebookSpec:
     rel = project.rel(path)
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in rel):
+        raise NbprodError(f"file name {rel!r} holds a control character (a newline or tab)", rel,
+                          fix="rename the notebook with printable characters only")
     nb = read_notebook(path, rel)
     section = slug(path.stem)
     if not section:
