@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,16 @@ def _corpus() -> list[list]:
         ["stage:a", "stage:b"], ["parameters", "skip"], ["shared", "stage:x"], ["stage:x", "after:y", "after:z"],
         ["stage:x", "deps:a.csv", "outs:b.csv", "metrics:m.json", "plots:p.png", "hide-input"],
         ["skip", "deps:a.csv"], ["deps:a.csv", "deps:a.csv"], [3], ["stage:x", None],
+        ["stage:abc\n"], ["deps:x.csv\n"], ["after:b\n"], ["parameters\n"],
     ]
+    # Random tags built from schema words and awkward characters, the same every run.
+    rng = random.Random(5)
+    words = ["stage", "after", "deps", "outs", "metrics", "plots", "parameters", "shared", "skip", "x"]
+    alphabet = "ab-_./:~ \tZ09é\n"
+    for _ in range(400):
+        word = rng.choice(words)
+        tail = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        cases.append([rng.choice([word, word + ":", word.upper() + ":", ""]) + tail])
     return cases
 
 

@@ -81,6 +81,9 @@ export class TagParser {
 
   /** Why a tag path is not a safe project-relative path, or null when it is. */
   pathProblem(value: string): string | null {
+    if (!value) {
+      return 'is empty';
+    }
     if (value.startsWith('/') || /^[A-Za-z]:/.test(value) || value.startsWith('~')) {
       return 'is absolute';
     }
@@ -344,10 +347,27 @@ function pyReprValue(value: unknown): string {
   return JSON.stringify(value).replace(/,/g, ', ').replace(/:/g, ': ');
 }
 
-/** Python's repr of a simple string, so messages read the same as the CLI's. */
+/** Python's repr of a string, so messages read the same as the CLI's. */
 function pyRepr(text: string): string {
-  if (text.includes("'") && !text.includes('"')) {
-    return `"${text}"`;
+  const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
+  let out = '';
+  for (const ch of text) {
+    const code = ch.charCodeAt(0);
+    if (ch === '\\') {
+      out += '\\\\';
+    } else if (ch === quote) {
+      out += '\\' + ch;
+    } else if (ch === '\n') {
+      out += '\\n';
+    } else if (ch === '\r') {
+      out += '\\r';
+    } else if (ch === '\t') {
+      out += '\\t';
+    } else if (code < 0x20 || code === 0x7f) {
+      out += '\\x' + code.toString(16).padStart(2, '0');
+    } else {
+      out += ch;
+    }
   }
-  return `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  return quote + out + quote;
 }
