@@ -60,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=Path, help="append run events (JSON lines) to this file")
     p.add_argument("--no-report", action="store_true", help="skip rendering HTML reports after the run")
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
-                   help="run up to N independent stages at a time (default 1: a plain dvc repro)")
-    p.add_argument("--executor", default="local", help="where parallel stages run (default: local)")
+                   help="run up to N independent stages at a time (default 1)")
+    p.add_argument("--executor", default="local", help="where stages run (default: local)")
+    p.add_argument("--dvc-repro", action="store_true",
+                   help="let a 'dvc repro' process run the stages instead of nbprod's scheduler (serial)")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("status", help="each stage up to date or changed, and why")
@@ -140,7 +142,7 @@ def cmd_run(args) -> int:
     with view:
         result = run_pipeline(project, args.stages or None, from_stage=args.from_stage, force=args.force,
                               events_path=args.events, on_event=view.on_event, jobs=args.jobs,
-                              executor=args.executor)
+                              executor=args.executor, dvc_repro=args.dvc_repro)
     print_summary(result.outcomes)
     if not args.no_report:
         _render_reports(project)

@@ -76,17 +76,21 @@ class RunLock:
 
 def run_pipeline(project: Project, targets: list[str] | None = None, *, from_stage: str | None = None,
                  force: bool = False, events_path: Path | None = None, on_event=None, jobs: int = 1,
-                 executor: str = "local") -> RunResult:
-    """Compile, then reproduce the requested stages (all by default) with ``dvc repro``.
+                 executor: str = "local", dvc_repro: bool = False) -> RunResult:
+    """Compile, then reproduce the requested stages (all by default) as ``dvc repro`` would.
 
-    With ``jobs`` > 1, nbprod's scheduler (nbprod.schedule) runs up to ``jobs`` independent stages at
-    a time on the named executor and records them with DVC, leaving dvc.lock as ``dvc repro`` would.
+    nbprod's scheduler (nbprod.schedule) runs up to ``jobs`` independent stages at a time on the
+    named executor and records them with DVC in this process, leaving dvc.lock as ``dvc repro``
+    writes it. ``dvc_repro`` hands the whole run to a ``dvc repro`` process instead (serial only).
     ``on_event`` is called with each event dict as it arrives (the CLI draws progress from it).
     """
     if jobs < 1:
         raise NbprodError(f"-j {jobs}: the number of parallel stages must be at least 1", "nbprod run",
                           fix="use -j 1 (serial, the default) or more")
-    if jobs > 1:
+    if dvc_repro and jobs > 1:
+        raise NbprodError("dvc repro runs stages one at a time, so --dvc-repro and -j N cannot be combined",
+                          "nbprod run", fix="drop --dvc-repro to run stages in parallel")
+    if not dvc_repro:
         from .executors import make_executor
 
         make_executor(executor, jobs).close()  # an unknown executor fails before anything changes
@@ -109,11 +113,11 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
         follower.start()
         scheduled = None
         try:
-            if jobs > 1:
+            if dvc_repro:
+                code = _dvc_repro(project, targets, from_stage, force, log)
+            else:
                 scheduled = _parallel_repro(project, targets, from_stage, force, log, jobs, executor)
                 code = 0 if scheduled.ok else 1
-            else:
-                code = _dvc_repro(project, targets, from_stage, force, log)
         finally:
             follower.stop()
         ok = code == 0 and not any(o.state == "failed" for o in outcomes.values())

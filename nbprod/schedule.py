@@ -72,12 +72,11 @@ class _Scheduler:
         self.result = ScheduleResult(ok=True)
 
     def run(self, targets: list[str] | None, from_stage: str | None) -> ScheduleResult:
-        from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
+        from dvc.repo.reproduce import get_active_graph, plan_repro
 
         self.graph = get_active_graph(self.repo.index.graph)
-        dvc_yaml = str(Path(self.repo.root_dir) / "dvc.yaml")  # not relative to the caller's cwd
         names = [from_stage] if from_stage else targets
-        stages = collect_stages(self.repo, [f"{dvc_yaml}:{n}" for n in names] if names else [dvc_yaml])
+        stages = self._collect(names or [])
         self.plan = plan_repro(self.graph, stages, downstream=bool(from_stage))
         in_plan = set(self.plan)
         # DVC's "upstream" of a stage: the stages producing its deps (graph successors).
@@ -92,6 +91,20 @@ class _Scheduler:
             raise
         self._dump_ready(final=True)
         return self.result
+
+    def _collect(self, names: list[str]) -> list:
+        """The stages ``dvc repro [NAMES]`` starts from, taken from the graph already loaded (what
+        ``collect_stages`` would return, without parsing dvc.yaml and dvc.lock a second time)."""
+        from dvc.repo.reproduce import collect_stages
+
+        dvc_yaml = os.path.join(self.repo.root_dir, "dvc.yaml")  # not relative to the caller's cwd
+        in_root = [s for s in self.graph if getattr(s, "path", None) == dvc_yaml]
+        if not names:
+            return in_root
+        by_name = {s.name: s for s in in_root if getattr(s, "name", None)}
+        if all(n in by_name for n in names):
+            return [by_name[n] for n in names]
+        return collect_stages(self.repo, [f"{dvc_yaml}:{n}" for n in names])
 
     # -- the loop: start what is ready, wait, record what finished ----------------------------------
 

@@ -70,32 +70,44 @@ def _cell_outputs(path: Path) -> list:
 
 @pytest.fixture(scope="module")
 def serial_and_parallel(tmp_path_factory):
+    """The same project run three ways: by `dvc repro` itself, by nbprod with -j 1, and with -j 2."""
     base = tmp_path_factory.mktemp("parallel")
     serial = _project(base / "serial", DIAMOND, HAND_WRITTEN)
-    parallel = base / "parallel"
+    one, parallel = base / "one", base / "parallel"
+    shutil.copytree(serial, one, symlinks=True)
     shutil.copytree(serial, parallel, symlinks=True)
-    serial_run = nbprod("run", "--no-report", "-j", "1", cwd=serial)
+    serial_run = nbprod("run", "--no-report", "--dvc-repro", cwd=serial)  # DVC itself, serial
+    nbprod("run", "--no-report", "-j", "1", cwd=one)
     parallel_run = nbprod("run", "--no-report", "-j", "2", cwd=parallel)
-    return serial, parallel, serial_run, parallel_run
+    return serial, parallel, serial_run, parallel_run, one
 
 
-def test_j2_and_j1_write_the_same_dvc_lock(serial_and_parallel):
-    serial, parallel, _, _ = serial_and_parallel
+def test_j2_and_dvc_repro_write_the_same_dvc_lock(serial_and_parallel):
+    serial, parallel, _, _, _ = serial_and_parallel
     assert _masked_lock(parallel) == _masked_lock(serial)
     stages = re.findall(r"^  (\w+):$", (parallel / "dvc.lock").read_text(encoding="utf-8"), re.M)
     assert stages == ["a", "b", "c", "d", "summary"]
 
 
+def test_j1_and_j2_write_the_same_dvc_lock_and_outputs(serial_and_parallel):
+    serial, parallel, _, _, one = serial_and_parallel
+    assert _masked_lock(one) == _masked_lock(parallel) == _masked_lock(serial)
+    for rel in ("metrics/d.json", "summary.txt"):
+        assert (one / rel).read_bytes() == (parallel / rel).read_bytes()
+    for stage in "abcd":
+        assert _cell_outputs(one / f"reports/{stage}.ipynb") == _cell_outputs(parallel / f"reports/{stage}.ipynb")
+
+
 def test_j2_lock_is_what_dvc_itself_records(serial_and_parallel):
-    _, parallel, _, _ = serial_and_parallel
+    _, parallel, _, _, _ = serial_and_parallel
     before = (parallel / "dvc.lock").read_bytes()
     assert "up to date" in run("dvc", "status", cwd=parallel).stdout
     run("dvc", "commit", "--force", cwd=parallel)  # DVC re-records every stage from the files on disk
     assert (parallel / "dvc.lock").read_bytes() == before
 
 
-def test_j2_and_j1_produce_the_same_outputs(serial_and_parallel):
-    serial, parallel, serial_run, parallel_run = serial_and_parallel
+def test_j2_and_dvc_repro_produce_the_same_outputs(serial_and_parallel):
+    serial, parallel, serial_run, parallel_run, _ = serial_and_parallel
     for rel in ("metrics/a.json", "metrics/b.json", "metrics/c.json", "metrics/d.json", "summary.txt"):
         assert (parallel / rel).read_bytes() == (serial / rel).read_bytes(), rel
     assert (parallel / "summary.txt").read_text() == "31"
@@ -110,7 +122,7 @@ def test_j2_and_j1_produce_the_same_outputs(serial_and_parallel):
 
 
 def test_j2_noop_run_changes_nothing(serial_and_parallel):
-    _, parallel, _, _ = serial_and_parallel
+    _, parallel, _, _, _ = serial_and_parallel
     before = tree_digest(parallel)
     done = nbprod("run", "--no-report", "-j", "2", cwd=parallel)
     assert re.search(r"│ b\s+│ up to date", done.stdout)
