@@ -32,9 +32,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def installed_labextension_is_current() -> None:
+    """The browser loads the labextension pip installed; a build older than the sources tests old code."""
+    import jupyterlab  # noqa: F401
+    from jupyter_core.paths import jupyter_path
+
+    source = Path(__file__).resolve().parent.parent / "extension"
+    built = [Path(p) / "labextensions" / "nbprod" / "package.json" for p in jupyter_path()]
+    built = [p for p in built if p.is_file()]
+    if not built:
+        pytest.fail("the nbprod labextension is not installed: run pip install -e .")
+    newest_source = max(p.stat().st_mtime for p in [*(source / "src").glob("*.ts"), *(source / "style").glob("*")])
+    if built[0].stat().st_mtime < newest_source:
+        pytest.fail(f"{built[0].parent} is older than extension/src: run pip install -e . to rebuild it")
+
+
 @pytest.fixture
 def lab(tmp_path):
     """JupyterLab on a fresh copy of the example project, news and update checks off."""
+    installed_labextension_is_current()
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (or set NBPROD_CHROMIUM)")
     project = tmp_path / "project"

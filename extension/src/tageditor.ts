@@ -5,17 +5,8 @@
 import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
+import { TagChoice, applyChoice } from './tagchoice';
 import { CellPlace, IoKind, TagParser } from './tags';
-
-/** What the dialog decided, turned into tags by {@link applyChoice}. */
-export interface TagChoice {
-  role: string; // 'follow' | 'stage:NAME' | 'new' | 'parameters' | 'shared' | 'skip'
-  newStage: string;
-  rename: string;
-  keepIo: string[];
-  addKind: IoKind;
-  addValue: string;
-}
 
 class TagEditorBody extends Widget implements Dialog.IBodyWidget<TagChoice> {
   constructor(tags: string[], place: CellPlace, stages: string[], parser: TagParser) {
@@ -102,49 +93,6 @@ class TagEditorBody extends Widget implements Dialog.IBodyWidget<TagChoice> {
   private _addKind: HTMLSelectElement;
   private _addValue: HTMLInputElement;
   private _ioBoxes: HTMLInputElement[] = [];
-}
-
-/**
- * The cell's new tags and, when a stage is renamed, the rename to apply to every cell.
- * Throws an Error with a user-facing message when the choice breaks the schema.
- */
-export function applyChoice(
-  parser: TagParser,
-  tags: string[],
-  place: CellPlace,
-  choice: TagChoice
-): { tags: string[]; rename: [string, string] | null } {
-  const io = parser.ioTags(tags);
-  let next = tags.filter(t => !io.includes(t) || choice.keepIo.includes(t));
-  if (choice.role === 'follow') {
-    next = parser.withRole(next, null);
-  } else if (choice.role === 'new') {
-    if (!parser.isValidName(choice.newStage)) {
-      throw new Error(
-        `"${choice.newStage}" is not a stage name: use lowercase letters, digits, _ and -, starting with a letter`
-      );
-    }
-    next = parser.withRole(next, 'stage', choice.newStage);
-  } else if (choice.role.startsWith('stage:')) {
-    next = parser.withRole(next, 'stage', choice.role.slice('stage:'.length));
-  } else {
-    next = parser.withRole(next, choice.role as 'parameters' | 'shared' | 'skip');
-  }
-  if (choice.addValue) {
-    next = parser.withIo(next, choice.addKind, choice.addValue);
-  }
-  let rename: [string, string] | null = null;
-  if (place.starts && place.stage && choice.rename && choice.rename !== place.stage && choice.role === `stage:${place.stage}`) {
-    if (!parser.isValidName(choice.rename)) {
-      throw new Error(`"${choice.rename}" is not a stage name`);
-    }
-    rename = [place.stage, choice.rename];
-  }
-  const check = parser.parse(next);
-  if (!check.ok) {
-    throw new Error(`${check.error.message}. Fix: ${check.error.fix}`);
-  }
-  return { tags: next, rename };
 }
 
 /** Ask the user how to tag a cell; null when cancelled or refused. */

@@ -89,6 +89,9 @@ class NbprodHandler(APIHandler):
             self.reply({"message": exc.message}, exc.status)
         except NbprodError as exc:
             self.reply({"message": str(exc)}, 400)
+        except Exception as exc:  # noqa: BLE001 - e.g. DVC refusing while a terminal run holds its lock
+            self.log.exception("nbprod: %s failed", self.request.path)
+            self.reply({"message": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}, 500)
 
 
 class SchemaHandler(NbprodHandler):
