@@ -260,3 +260,24 @@ def test_gate_conditions_parse_and_compare():
     for bad in ("at least 0.9", ">= champ", "0.9", ">= champion * 2"):
         with pytest.raises(NbprodError, match="is not a condition"):
             parse_gates({"roc_auc": bad})
+
+
+def test_candidate_trains_on_current_dvc_added_data_without_touching_it(ran_copy):
+    data = ran_copy / "extra" / "labels.csv"
+    data.parent.mkdir()
+    data.write_text("id,label\n1,0\n")
+    run(BIN / "dvc", "add", "-q", "extra/labels.csv", cwd=ran_copy)
+    run("git", "add", "extra/labels.csv.dvc", "extra/.gitignore", cwd=ran_copy)
+    run("git", "commit", "-q", "-m", "labels", cwd=ran_copy)
+    data.write_text("id,label\n1,0\n2,1\n")  # new data, not yet recorded with dvc add
+    recorded = (ran_copy / "extra/labels.csv.dvc").read_text()
+    before = user_files(ran_copy)
+
+    record = json.loads(nbprod("retrain", "--json", cwd=ran_copy).stdout)
+    assert user_files(ran_copy) == before
+    assert record["data_sources"] == ["extra/labels.csv.dvc"]
+    in_candidate = run("git", "show", f"{record['commit']}:extra/labels.csv.dvc", cwd=ran_copy).stdout
+    assert hashlib.md5(data.read_bytes()).hexdigest() in in_candidate and in_candidate != recorded
+
+    stale = nbprod("lineage", "extra/labels.csv", cwd=ran_copy, check=False)
+    assert stale.returncode == 1 and "run 'dvc add extra/labels.csv'" in stale.stdout

@@ -56,6 +56,7 @@ def approve(project: Project, candidate_id: str, by: str, note: str = "", overri
         _require_text(override, "--override", "why the failed gates are acceptable")
     if checkout:
         _refuse_unsaved(root)
+        workspace.require_cached(root, candidate.commit)
     previous = registry.current(root, config.model_name)
     when = registry.now()
     record = {"action": "approve", "by": by, "when": when, "note": note, "candidate": candidate_id,
@@ -106,6 +107,7 @@ def rollback(project: Project, version_text: str | None, by: str, note: str = ""
     else:
         target = _previous_prod(root, model, current)
     _refuse_unsaved(root)
+    workspace.require_cached(root, target.commit)
     when = registry.now()
     kept = _keep_if_unregistered(root, model, by, when, f"rollback to {target.version}")
     record = {"action": "rollback", "by": by, "when": when, "note": note,

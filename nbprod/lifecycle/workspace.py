@@ -42,22 +42,28 @@ def keep_state(root: Path, message: str) -> str:
     return gitrepo.commit_tree(root, state_tree(root), gitrepo.git(root, "rev-parse", "HEAD"), message)
 
 
+def require_cached(root: Path, commit: str) -> None:
+    """Refuse, before anything changes, when the cache lacks an output of ``commit``'s dvc.lock."""
+    text = gitrepo.show_file(root, commit, "dvc.lock")
+    cache = cache_dir(root)
+    missing = [p for s in parse_lock(text).values() for path, md5 in s.outs.items()
+               for p, m in _files(cache, path, md5) if not object_path(cache, m).is_file()]
+    if missing:
+        raise NbprodError(f"the DVC cache lacks {len(missing)} file(s) of this version, first {missing[0]}",
+                          cache, fix="run 'dvc pull' to fetch them from the remote, then try again")
+
+
 def restore(root: Path, commit: str) -> list[str]:
     """Make the working tree hold ``commit``'s files and the DVC outputs its dvc.lock names.
 
     Returns the outputs whose restored bytes do not match dvc.lock (empty when all match).
     """
+    require_cached(root, commit)
     gitrepo.git(root, "restore", f"--source={commit}", "--staged", "--worktree", "--", ".")
     lock_file = root / "dvc.lock"
     if not lock_file.is_file():
         return []
     stages = parse_lock(lock_file.read_text(encoding="utf-8"))
-    cache = cache_dir(root)
-    missing = [p for s in stages.values() for path, md5 in s.outs.items()
-               for p, m in _files(cache, path, md5) if not object_path(cache, m).is_file()]
-    if missing:
-        raise NbprodError(f"the DVC cache lacks {len(missing)} file(s) of this version, first {missing[0]}",
-                          cache, fix="run 'dvc pull' to fetch them from the remote, then try again")
     dvc(root, "checkout", "--force", "--quiet")
     return [path for s in stages.values() for path, md5 in s.outs.items()
             if current_md5(root, path, md5) != md5]
