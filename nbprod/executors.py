@@ -7,10 +7,12 @@ nothing else changes. See docs/architecture.md, section "Executors".
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ class Job:
     cwd: Path
     env: dict[str, str] = field(hash=False, compare=False)
     log: Path                        # the commands' stdout and stderr go here
+    nbprod_stage: str | None = None  # set when the commands are exactly `nbprod exec NAME`; a backend
+                                     # may then run that stage in a pre-started nbprod process
 
 
 @dataclass(frozen=True)
@@ -81,12 +85,19 @@ class Executor:
 
 
 class LocalExecutor(Executor):
-    """Each job is a child process group on this machine; one thread per running job waits for it."""
+    """Each job is a child process group on this machine; one thread per running job waits for it.
+
+    nbprod stages go to pre-started ``nbprod exec`` processes (nbprod.warmexec), one kept ready per
+    slot, so the next stage's Python start-up and imports overlap the running stage. Each process
+    still runs one stage, with a fresh kernel, the job's env, cwd and log, then exits.
+    """
 
     name = "local"
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, warm: bool = True):
         super().__init__(slots)
+        self.warm = warm
+        self._spares: list[subprocess.Popen] = []
         self._done: queue.Queue[JobResult] = queue.Queue()
         self._processes: dict[str, subprocess.Popen | None] = {}
         self._outstanding = 0           # submitted, result not yet returned by wait()
@@ -105,6 +116,12 @@ class LocalExecutor(Executor):
         started = time.monotonic()
         code = 0
         job.log.parent.mkdir(parents=True, exist_ok=True)
+        if job.nbprod_stage and self.warm and not self._cancelled.is_set():
+            code = self._run_warm(job)
+            with self._lock:
+                self._processes.pop(job.stage, None)
+            self._done.put(JobResult(job, code, time.monotonic() - started))
+            return
         with open(job.log, "ab") as out:
             for argv in job.commands:
                 if self._cancelled.is_set():
@@ -126,6 +143,51 @@ class LocalExecutor(Executor):
         with self._lock:
             self._processes.pop(job.stage, None)
         self._done.put(JobResult(job, code, time.monotonic() - started))
+
+    def _run_warm(self, job: Job) -> int:
+        with self._lock:
+            process = self._spares.pop(0) if self._spares else None
+        if process is None or process.poll() is not None:
+            process = self._spawn()
+        request = {"stage": job.nbprod_stage, "cwd": str(job.cwd), "env": job.env, "log": str(job.log)}
+        with self._lock:
+            self._processes[job.stage] = process
+        try:
+            process.stdin.write((json.dumps(request) + "\n").encode())
+            process.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # it died before its job: its exit code below says so
+        self._fill()
+        return process.wait()
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "nbprod.warmexec"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+                                start_new_session=True)
+
+    def _fill(self) -> None:
+        """Keep one pre-started process per slot for the stages to come."""
+        with self._lock:
+            missing = self.slots - len(self._spares)
+        for _ in range(max(0, missing)):
+            process = self._spawn()
+            with self._lock:
+                self._spares.append(process)
+
+    def close(self) -> None:
+        with self._lock:
+            spares, self._spares = self._spares, []
+        for process in spares:  # no job: they read an empty line and exit
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
+        for process in spares:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
     def running(self) -> int:
         with self._lock:

@@ -189,7 +189,8 @@ class _Scheduler:
             argv = _make_cmd(executable, line)
             commands.append(tuple(argv) if isinstance(argv, list) else ("/bin/sh", "-c", argv))
         log = self.log_dir / "stages" / f"{stage.addressing.replace('/', '__').replace(':', '__')}.log"
-        return Job(stage=stage.addressing, commands=tuple(commands), cwd=Path(options["cwd"]), env=env, log=log)
+        return Job(stage=stage.addressing, commands=tuple(commands), cwd=Path(options["cwd"]), env=env, log=log,
+                   nbprod_stage=stage.cmd.split()[-1] if _is_nbprod(stage) else None)
 
     def _finish(self, finished: JobResult) -> None:
         stage = next(s for s in self.plan if s.addressing == finished.job.stage)
