@@ -110,7 +110,10 @@ def test_tag_a_new_stage_and_run_the_pipeline_from_the_panel(lab):
             page.goto(f"{lab['base']}/lab/tree/notebooks/model.ipynb?token={lab['token']}")
             chips = page.locator(".jp-nbprod-chip")
             page.wait_for_selector(".jp-nbprod-chip-start[data-stage='evaluate']", timeout=90_000)
-            # Every code cell has a chip; the tagged cells show their stage, roles are marked.
+            # Every code cell has a chip (Lab attaches cells below the fold progressively); the
+            # tagged cells show their stage, roles are marked.
+            page.wait_for_function("() => document.querySelectorAll('.jp-nbprod-chip').length >= 7",
+                                   timeout=30_000)
             assert chips.count() == 7
             kinds = [chips.nth(i).get_attribute("data-kind") for i in range(7)]
             stages = [chips.nth(i).get_attribute("data-stage") for i in range(7)]
