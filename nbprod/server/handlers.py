@@ -88,10 +88,15 @@ class NbprodHandler(APIHandler):
         except Refused as exc:
             self.reply({"message": exc.message}, exc.status)
         except NbprodError as exc:
-            self.reply({"message": str(exc)}, 400)
+            self.reply({"message": self.root_relative(str(exc))}, 400)
         except Exception as exc:  # noqa: BLE001 - e.g. DVC refusing while a terminal run holds its lock
             self.log.exception("nbprod: %s failed", self.request.path)
-            self.reply({"message": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}, 500)
+            self.reply({"message": self.root_relative(f"{type(exc).__name__}: {' '.join(str(exc).split())}")}, 500)
+
+    def root_relative(self, message: str) -> str:
+        """Paths in messages as the UI knows them: a client never learns where the server root lies."""
+        root = str(self.server_root)
+        return message.replace(root + "/", "").replace(root, ".")
 
 
 class SchemaHandler(NbprodHandler):
