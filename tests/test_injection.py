@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from nbprod.errors import NbprodError  # noqa: F401  (the family every refusal belongs to)
+from nbprod.compile import compile_project
+from nbprod.errors import NbprodError
+from nbprod.project import load_project
 
 
 def _yaml(path: Path):
@@ -73,17 +75,31 @@ def _no_pwned(*roots: Path) -> None:
         assert not [p for p in root.rglob("pwned*")], f"a hostile value ran a command under {root}"
 
 
-@pytest.mark.parametrize("kind", ["stage", "after"])
-def test_hostile_stage_names_are_refused_before_anything_is_written(project, kind):
+def _refused(project: Path, tags: list[str]) -> str:
+    """Compile a notebook with these tags through the Python API; return the one-line refusal."""
+    save_nb(project / "notebooks/evil.ipynb", _nb([("a = 1", tags)]))
+    try:
+        compile_project(load_project(project))
+    except NbprodError as error:
+        return str(error)
+    finally:
+        (project / "notebooks/evil.ipynb").unlink()
+    raise AssertionError(f"compile accepted {tags!r}")
+
+
+def test_hostile_stage_names_are_refused_before_anything_is_written(project):
     before = tree_digest(project)
     for name in HOSTILE:
-        tags = [f"stage:{name}"] if kind == "stage" else ["stage:one", f"after:{name}"]
-        save_nb(project / "notebooks/evil.ipynb", _nb([("a = 1", tags)]))
-        done = nbprod("compile", cwd=project, check=False)
-        assert done.returncode == 2, (name, done.stdout, done.stderr)
-        assert "has an invalid stage name" in done.stderr and len(done.stderr.splitlines()) == 1
-        (project / "notebooks/evil.ipynb").unlink()
-        assert tree_digest(project) == before
+        for tags in ([f"stage:{name}"], ["stage:one", f"after:{name}"]):
+            message = _refused(project, tags)
+            assert "has an invalid stage name" in message and "\n" not in message, (tags, message)
+    assert tree_digest(project) == before
+    # And through the CLI, as a user meets it: one line, exit 2, nothing written.
+    save_nb(project / "notebooks/evil.ipynb", _nb([("a = 1", ["stage:x;touch pwned"])]))
+    before = tree_digest(project)
+    done = nbprod("compile", cwd=project, check=False)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1 and "invalid stage name" in done.stderr
+    assert tree_digest(project) == before
     _no_pwned(project)
 
 
@@ -97,12 +113,12 @@ def test_hostile_paths_in_tags_are_refused(project, tmp_path):
                "link/x.csv", "a b.csv", "x\x00.csv", "C:/x.csv", "-rf"]
     for kind in ("deps", "outs", "metrics", "plots"):
         for path in hostile:
-            save_nb(project / "notebooks/evil.ipynb", _nb([("a = 1", ["stage:one", f"{kind}:{path}"])]))
-            done = nbprod("compile", cwd=project, check=False)
-            assert done.returncode == 2, (kind, path, done.stdout, done.stderr)
-            assert len(done.stderr.splitlines()) == 1 and "Fix:" in done.stderr
-    (project / "notebooks/evil.ipynb").unlink()
+            message = _refused(project, ["stage:one", f"{kind}:{path}"])
+            assert "\n" not in message and "Fix:" in message, (kind, path, message)
     assert tree_digest(project) == before
+    save_nb(project / "notebooks/evil.ipynb", _nb([("a = 1", ["stage:one", "outs:link/x.csv"])]))
+    done = nbprod("compile", cwd=project, check=False)
+    assert done.returncode == 2 and "leads outside the project through a symlink" in done.stderr
     assert list(outside.iterdir()) == []
     _no_pwned(project)
 
