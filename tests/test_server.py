@@ -224,27 +224,36 @@ def test_debug_writes_the_stage_notebook_with_its_inputs(server):
         assert server.api("POST", "debug", json={"path": "proj", "stage": stage}).status_code == 400
 
 
-def test_cancel_stops_a_run(server):
+def test_cancel_stops_a_run_even_from_another_server(server, tmp_path):
+    """A run outlives the server that started it: a second server (as after a restart) sees it
+    going, follows its events and cancels it."""
     params = server.root / "proj" / "params.yaml"
     # A seed never used before: DVC's run cache cannot restore prepare, so it really runs.
     params.write_text(params.read_text().replace("seed: 42", "seed: 4242"))
     started = server.api("POST", "runs", json={"path": "proj", "stages": [], "from": "prepare"})
-    if started.status_code != 202:
-        pytest.fail(started.text)
+    assert started.status_code == 202, started.text
     run_id = started.json()["id"]
-    deadline = time.time() + 60
-    offset, seen = 0, []
-    while time.time() < deadline and not any(e["event"] == "stage_start" for e in seen):
-        state = server.api("GET", f"runs/{run_id}/events", params={"path": "proj", "offset": offset}).json()
-        offset, seen = state["offset"], seen + state["events"]
-        if not state["running"]:
-            break
-        time.sleep(0.2)
-    assert any(e["event"] == "stage_start" for e in seen), seen
-    cancelled = server.api("POST", f"runs/{run_id}/cancel", json={"path": "proj"})
-    assert cancelled.status_code == 200 and cancelled.json()["cancelled"] is True
-    seen += wait_for_run(server, run_id, timeout=60)
-    state = server.api("GET", f"runs/{run_id}/events", params={"path": "proj"}).json()
-    assert state["running"] is False
-    assert not any(e["event"] == "run_end" and e["ok"] for e in seen)
-    assert server.api("POST", f"runs/{run_id}/cancel", json={"path": "proj"}).json()["cancelled"] is False
+    other = Server(server.root, tmp_path)
+    try:
+        deadline = time.time() + 60
+        offset, seen = 0, []
+        while time.time() < deadline and not any(e["event"] == "stage_start" for e in seen):
+            state = other.api("GET", f"runs/{run_id}/events", params={"path": "proj", "offset": offset}).json()
+            offset, seen = state["offset"], seen + state["events"]
+            if not state["running"]:
+                break
+            time.sleep(0.2)
+        assert any(e["event"] == "stage_start" for e in seen), seen
+        assert other.api("GET", "status", params={"path": "proj"}).json()["running"] == run_id
+        assert other.api("POST", "runs", json={"path": "proj", "stages": []}).status_code == 409
+        cancelled = other.api("POST", f"runs/{run_id}/cancel", json={"path": "proj"})
+        assert cancelled.status_code == 200 and cancelled.json()["cancelled"] is True
+        seen += wait_for_run(server, run_id, timeout=60)
+        assert not any(e["event"] == "run_end" and e["ok"] for e in seen)
+        deadline = time.time() + 30
+        while other.api("GET", f"runs/{run_id}/events", params={"path": "proj"}).json()["running"]:
+            assert time.time() < deadline, "the second server still sees the cancelled run going"
+            time.sleep(0.3)
+        assert server.api("POST", f"runs/{run_id}/cancel", json={"path": "proj"}).json()["cancelled"] is False
+    finally:
+        other.stop()

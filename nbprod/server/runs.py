@@ -39,7 +39,35 @@ class Run:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        if self.process is not None:
+            return self.process.poll() is None
+        return self._pid_alive() and not self._ended()
+
+    @property
+    def pid(self) -> int | None:
+        if self.process is not None:
+            return self.process.pid
+        try:
+            return int((self.folder / "pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _pid_alive(self) -> bool:
+        # A run started by an earlier server (its own session) may still be going after a restart.
+        pid = self.pid
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _ended(self) -> bool:
+        events, _ = read_events(self.events_path)
+        return any(e.get("event") == "run_end" for e in events)
 
     @property
     def returncode(self) -> int | None:
@@ -56,7 +84,8 @@ class RunRegistry:
         for (run_root, _), run in self._runs.items():
             if run_root == root and run.running:
                 return run
-        return None
+        latest = self.recent(root, limit=1)
+        return latest[0] if latest and latest[0].running else None
 
     def start(self, root: Path, stages: list[str], from_stage: str | None) -> Run:
         run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
@@ -70,6 +99,7 @@ class RunRegistry:
             # Own process group: cancel sends SIGINT to the run and every kernel it started.
             run.process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        (run.folder / "pid").write_text(str(run.process.pid))
         self._runs[(root, run_id)] = run
         return run
 
@@ -90,14 +120,10 @@ class RunRegistry:
         if not run.running:
             return False
         try:
-            os.killpg(run.process.pid, signal.SIGINT)
-        except ProcessLookupError:
+            os.killpg(run.pid, signal.SIGINT)
+        except (ProcessLookupError, PermissionError, TypeError):
             return False
         return True
-
-    def shutdown(self) -> None:
-        for run in self._runs.values():
-            self.cancel(run)
 
 
 def run_state(run: Run, offset: int = 0) -> dict:
