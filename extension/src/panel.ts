@@ -277,7 +277,14 @@ export class PipelinePanel extends Widget {
     const actions = el('div', 'jp-nbprod-stage-actions');
     actions.appendChild(button('Run', 'jp-nbprod-run-stage', running, () => void this.run([stage.name], null)));
     actions.appendChild(button('Run from here', 'jp-nbprod-run-from', running, () => void this.run([], stage.name)));
-    actions.appendChild(button('Debug', 'jp-nbprod-debug', running, () => void this.debug(stage.name)));
+    // Debugging loads the stage's inputs from the DVC cache: upstream stages must have run once.
+    const debuggable = stage.upstream.every(up => {
+      const s = this._statuses.get(up)?.state;
+      return s !== undefined && s !== 'never run';
+    });
+    actions.appendChild(
+      button('Debug', 'jp-nbprod-debug', running || !debuggable, () => void this.debug(stage.name))
+    );
     if (state && state !== 'never run' && state !== 'waiting') {
       actions.appendChild(link('executed notebook', 'jp-nbprod-open-notebook', () =>
         this._options.openNotebook(join(stage.executed_notebook))
