@@ -257,3 +257,21 @@ def test_cancel_stops_a_run_even_from_another_server(server, tmp_path):
         assert server.api("POST", f"runs/{run_id}/cancel", json={"path": "proj"}).json()["cancelled"] is False
     finally:
         other.stop()
+
+
+def test_a_broken_tag_comes_back_as_the_clis_one_line_message(server):
+    notebook = server.root / "proj" / "notebooks" / "model.ipynb"
+    original = notebook.read_text()
+    data = json.loads(original)
+    code = [i for i, c in enumerate(data["cells"]) if c["cell_type"] == "code"]
+    data["cells"][code[-1]]["metadata"]["tags"] = ["stage:Bad Name"]
+    notebook.write_text(json.dumps(data))
+    try:
+        response = server.api("GET", "pipeline", params={"path": "proj"})
+        assert response.status_code == 400
+        message = response.json()["message"]
+        assert "\n" not in message
+        assert "notebooks/model.ipynb" in message and "'stage:Bad Name' has an invalid stage name" in message
+        assert f"cell {code[-1] + 1}" in message
+    finally:
+        notebook.write_text(original)
