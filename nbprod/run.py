@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -94,6 +95,8 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
         from .executors import make_executor
 
         make_executor(executor, jobs).close()  # an unknown executor fails before anything changes
+    held = contextlib.ExitStack()
+    held.enter_context(RunLock(project))  # first of all: a run refused here leaves no trace
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     run_dir = project.root / RUNS_DIR / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +105,7 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
     events.touch()
     log = run_dir / "dvc.log"
     os.environ[EVENTS_ENV] = str(events)
-    with RunLock(project):
+    with held:
         compiled = compile_project(project)
         pipeline = compiled.pipeline
         names = _select(pipeline, targets, from_stage)

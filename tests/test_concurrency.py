@@ -37,11 +37,13 @@ def _lock_holder(root: Path) -> str:
 
 def _second_run_refused(root: Path) -> None:
     before = tree_digest(root)
+    runs = sorted(p.name for p in (root / ".nbprod/runs").iterdir())
     for command in (("run", "--no-report"), ("run", "--no-report", "second"), ("run", "--no-report", "--force")):
         done = nbprod(*command, cwd=root, check=False, timeout=120)
         assert done.returncode == 2, done.stdout + done.stderr
         assert done.stderr == LOCKED.format(pid=_lock_holder(root)) + "\n"
     assert tree_digest(root) == before
+    assert sorted(p.name for p in (root / ".nbprod/runs").iterdir()) == runs, "a refused run left a run record"
 
 
 def test_second_cli_run_refuses_while_the_first_holds_the_lock(copy, reference, tmp_path):
