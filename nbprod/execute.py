@@ -67,7 +67,7 @@ def exec_stage(name: str, project: Project | None = None) -> ExecResult:
     os.environ["NBPROD_ROOT"] = str(root)
     cwd = (root / source_nb).parent if source_nb else root
     error = None
-    kernel = _start_kernel(project.kernel, cwd)
+    kernel = _PRESTARTED.pop((project.kernel, str(cwd)), None) or _start_kernel(project.kernel, cwd)
     try:
         _run_papermill(executed, out_path, project.kernel, cwd, name, cells, kernel)
     except _CellFailed as failed:
@@ -272,6 +272,31 @@ def _cached_validators() -> None:
 
 # nbclient passes this to every kernel it starts; a pre-started kernel gets the same arguments.
 KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
+
+# Kernels started ahead of their stage by prestart_kernel (in a nbprod.warmexec process), by
+# (kernel name, working directory); exec_stage takes the one it would otherwise start itself.
+_PRESTARTED: dict[tuple[str, str], object] = {}
+
+
+def prestart_kernel(name: str, project: Project | None = None) -> None:
+    """Start, now, the fresh kernel that ``exec_stage(name)`` will run in: same kernel spec, working
+    directory, arguments and environment (NBPROD_ROOT included) as exec_stage would give it."""
+    project = project or find_project()
+    root = project.root
+    stage_path = root / STAGES_DIR / f"{name}.ipynb"
+    if not is_valid_name(name) or not stage_path.is_file():
+        return  # exec_stage reports it
+    nb = read_notebook(stage_path, stage_path.relative_to(root).as_posix())
+    source_nb = nb.get("metadata", {}).get("nbprod", {}).get("notebook", "")
+    cwd = (root / source_nb).parent if source_nb else root
+    os.environ["NBPROD_ROOT"] = str(root)
+    _PRESTARTED[(project.kernel, str(cwd))] = _start_kernel(project.kernel, cwd)
+
+
+def stop_prestarted() -> None:
+    for manager in list(_PRESTARTED.values()):
+        _stop_kernel(manager)
+    _PRESTARTED.clear()
 
 
 def _start_kernel(kernel: str, cwd: Path):

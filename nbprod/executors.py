@@ -74,6 +74,12 @@ class Executor:
     def cancel(self) -> None:
         raise NotImplementedError
 
+    def prepare(self, job: Job) -> None:
+        """Hint: ``job`` will probably be submitted soon; a backend may warm up for it. Optional."""
+
+    def discard(self, stage: str) -> None:
+        """Hint: the job announced by ``prepare`` for ``stage`` will not be submitted. Optional."""
+
     def close(self) -> None:
         pass
 
@@ -98,6 +104,8 @@ class LocalExecutor(Executor):
         super().__init__(slots)
         self.warm = warm
         self._spares: list[subprocess.Popen] = []
+        self._prepared: dict[str, subprocess.Popen] = {}   # stage -> process starting its kernel
+        self._retired: list[subprocess.Popen] = []
         self._done: queue.Queue[JobResult] = queue.Queue()
         self._processes: dict[str, subprocess.Popen | None] = {}
         self._outstanding = 0           # submitted, result not yet returned by wait()
@@ -144,21 +152,63 @@ class LocalExecutor(Executor):
             self._processes.pop(job.stage, None)
         self._done.put(JobResult(job, code, time.monotonic() - started))
 
+    def prepare(self, job: Job) -> None:
+        """Start the announced nbprod stage's kernel in a pre-started process, while others run."""
+        if not (self.warm and job.nbprod_stage) or self._cancelled.is_set():
+            return
+        with self._lock:
+            if job.stage in self._prepared:
+                return
+            process = self._spares.pop(0) if self._spares else None
+        if process is None or process.poll() is not None:
+            process = self._spawn()
+        if self._send(process, self._request(job, run=False), close=False):
+            with self._lock:
+                self._prepared[job.stage] = process
+        self._fill()
+
+    def discard(self, stage: str) -> None:
+        with self._lock:
+            process = self._prepared.pop(stage, None)
+        if process is not None:
+            self._send(process, "", close=True)  # end of input: it stops the kernel and exits
+            with self._lock:
+                self._retired.append(process)
+
     def _run_warm(self, job: Job) -> int:
+        with self._lock:
+            process = self._prepared.pop(job.stage, None)
+        if process is not None and process.poll() is None:
+            with self._lock:
+                self._processes[job.stage] = process
+            self._send(process, "run\n", close=True)
+            return process.wait()
         with self._lock:
             process = self._spares.pop(0) if self._spares else None
         if process is None or process.poll() is not None:
             process = self._spawn()
-        request = {"stage": job.nbprod_stage, "cwd": str(job.cwd), "env": job.env, "log": str(job.log)}
         with self._lock:
             self._processes[job.stage] = process
-        try:
-            process.stdin.write((json.dumps(request) + "\n").encode())
-            process.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass  # it died before its job: its exit code below says so
+        self._send(process, self._request(job, run=True), close=True)
         self._fill()
         return process.wait()
+
+    @staticmethod
+    def _request(job: Job, run: bool) -> str:
+        return json.dumps({"stage": job.nbprod_stage, "cwd": str(job.cwd), "env": job.env, "log": str(job.log),
+                           "run": run}) + "\n"
+
+    @staticmethod
+    def _send(process: subprocess.Popen, text: str, close: bool) -> bool:
+        try:
+            if text:
+                process.stdin.write(text.encode())
+                process.stdin.flush()
+            if close:
+                process.stdin.close()
+            return True
+        except (BrokenPipeError, OSError):
+            return False  # it died before its job: its exit code says so
 
     def _spawn(self) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "nbprod.warmexec"], stdin=subprocess.PIPE,
@@ -177,6 +227,8 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         with self._lock:
             spares, self._spares = self._spares, []
+            spares += list(self._prepared.values()) + self._retired
+            self._prepared, self._retired = {}, []
         for process in spares:  # no job: they read an empty line and exit
             try:
                 process.stdin.close()

@@ -83,6 +83,7 @@ class _Scheduler:
         self.upstream = {s: [u for u in self.graph.successors(s)] for s in self.plan}
         self.needs = {s: [u for u in self.upstream[s] if u in in_plan] for s in self.plan}
         self.state = {s: "pending" for s in self.plan}
+        self.announced: set = set()
         self.dumped = 0
         try:
             self._loop()
@@ -112,6 +113,7 @@ class _Scheduler:
         while True:
             if self.result.ok:
                 self._start_ready()
+                self._announce_next()
             if not self.executor.running():
                 return
             for finished in self.executor.wait(timeout=1.0):
@@ -149,6 +151,7 @@ class _Scheduler:
         try:
             if not self.force and not stage.changed(False, self.upstream[stage]):
                 self._log(f"Stage '{name}' didn't change, skipping")
+                self.executor.discard(name)
                 self.state[stage] = "skipped"
                 self.result.skipped.append(name)
                 return
@@ -172,8 +175,24 @@ class _Scheduler:
             self._fail(stage, f"failed to reproduce '{name}': {exc}")
             return
         self._log(f"Running stage '{name}':")
+        for line in _enforce(stage.cmd):
+            self._log(f"> {line}")
         self.state[stage] = "running"
         self.executor.submit(self._job(stage))
+
+    def _announce_next(self) -> None:
+        """Tell the executor which nbprod stages come next (one per slot, in plan order), so it can
+        start their kernels while the current stages run. Whether they run is decided later."""
+        budget = self.executor.slots
+        for stage in self.plan:
+            if budget == 0:
+                return
+            if self.state[stage] != "pending" or not _is_nbprod(stage):
+                continue
+            budget -= 1
+            if stage not in self.announced:
+                self.announced.add(stage)
+                self.executor.prepare(self._job(stage))
 
     def _job(self, stage) -> Job:
         from dvc.stage.run import _enforce_cmd_list, _make_cmd, get_executable, prepare_kwargs
@@ -185,7 +204,6 @@ class _Scheduler:
         executable = get_executable()
         commands = []
         for line in _enforce_cmd_list(stage.cmd):
-            self._log(f"> {line}")
             argv = _make_cmd(executable, line)
             commands.append(tuple(argv) if isinstance(argv, list) else ("/bin/sh", "-c", argv))
         log = self.log_dir / "stages" / f"{stage.addressing.replace('/', '__').replace(':', '__')}.log"
@@ -216,6 +234,7 @@ class _Scheduler:
 
     def _fail(self, stage, message: str) -> None:
         self.state[stage] = "failed"
+        self.executor.discard(stage.addressing)
         self._log(f"ERROR: {message}")
         if self.result.ok:
             self.result.ok, self.result.failed, self.result.message = False, stage.addressing, message

@@ -1,5 +1,9 @@
 """A pre-started ``nbprod exec``: Python up and Papermill imported, waiting on stdin for its one stage.
 
+Protocol: one JSON line ``{"stage", "cwd", "env", "log", "run"}``. With ``"run": false`` the stage
+is only announced: its kernel is started at once, and the stage runs when the line ``run`` follows
+(end of input instead: the kernel is shut down and nothing runs).
+
 ``LocalExecutor`` keeps one per slot, so a stage's process start-up happens while the previous stage
 runs. It still runs exactly one stage, in its own fresh kernel, with the job's environment, working
 directory and log, through the same ``nbprod exec`` code and exit codes; then it exits.
@@ -34,7 +38,23 @@ def main() -> int:
     os.dup2(log, 1)  # the kernel inherits these, as it would under `nbprod exec`
     os.dup2(log, 2)
     os.close(log)
-    return cli.main(["exec", job["stage"]])
+    if not job.get("run", True):
+        # Announced ahead: start the stage's kernel now, run the stage only when told to.
+        from .execute import prestart_kernel, stop_prestarted
+
+        try:
+            prestart_kernel(job["stage"])
+        except Exception:  # noqa: BLE001 - exec_stage starts its own kernel and reports any error
+            stop_prestarted()
+        if sys.stdin.readline().strip() != "run":
+            stop_prestarted()  # not needed after all (stage unchanged, run stopped)
+            return 0
+    try:
+        return cli.main(["exec", job["stage"]])
+    finally:
+        from .execute import stop_prestarted
+
+        stop_prestarted()  # a stage that stopped before using its kernel must not leave it running
 
 
 if __name__ == "__main__":
