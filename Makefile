@@ -13,7 +13,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Editable install: the build hook compiles the JupyterLab extension (jlpm, shipped with jupyterlab).
-$(STAMP): $(PY) pyproject.toml extension/package.json
+$(STAMP): $(PY) pyproject.toml extension/package.json extension/yarn.lock extension/build_labextension.py \
+          $(wildcard extension/src/*.ts extension/style/*)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "jupyterlab>=4.5,<5" hatchling hatch-jupyter-builder
 	$(PY) -m pip install -q -e '.[test]'
@@ -41,4 +42,4 @@ bench: install
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) extension/node_modules extension/lib extension/labextension
+	rm -rf $(VENV) extension/node_modules extension/lib extension/labextension extension/build-test

@@ -6,7 +6,6 @@ Runs inside the stage's kernel, so it imports nothing heavy until a value needs 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 

@@ -1,6 +1,6 @@
 """``nbprod debug STAGE``: a stage on its own, with its inputs loaded from the DVC cache.
 
-Writes ``.nbprod/debug/<stage>.ipynb`` (the stage's shared code, params, inputs and cells, ready to run
+Writes ``nbprod-debug/<stage>.ipynb`` (a visible folder, so JupyterLab opens it) (the stage's shared code, params, inputs and cells, ready to run
 in JupyterLab) or, with ``console=True``, starts IPython with everything but the stage's own cells run.
 """
 
@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .compile import LOAD_TAG, stage_notebook
 from .errors import NbprodError
 from .notebook import atomic_write, cell_source, code_cell, dumps_notebook, markdown_cell
 from .pipeline import Pipeline, Stage, load_pipeline
-from .project import GENERATED_DIR, Project
-
-DEBUG_DIR = f"{GENERATED_DIR}/debug"
+from .project import DEBUG_DIR, Project
 
 
 def prepare_debug(project: Project, name: str) -> tuple[Stage, list[dict]]:
@@ -54,7 +53,12 @@ def debug_notebook(project: Project, name: str) -> Path:
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": project.kernel},
         "language_info": {"name": "python"}}, "nbformat": 4, "nbformat_minor": 4}
     path = project.root / DEBUG_DIR / f"{stage.name}.ipynb"
-    atomic_write(path, dumps_notebook(nb))
+    text = dumps_notebook(nb)
+    if path.exists() and path.read_text(encoding="utf-8") != text:
+        # It may hold the user's experiments from the last debug session: keep it beside the new one.
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+        path.rename(path.with_name(f"{stage.name}.{stamp}.ipynb"))
+    atomic_write(path, text)
     return path
 
 
@@ -74,15 +78,20 @@ def debug_console(project: Project, name: str, extra_args: list[str] | None = No
 
 
 def _params_values(project: Project, section: str, stage: Stage) -> dict:
-    import yaml
+    from ruamel.yaml import YAML, YAMLError
+
+    from .execute import _check_param
 
     spec_defaults = {}
-    try:
-        doc = yaml.safe_load((project.root / "params.yaml").read_text(encoding="utf-8")) or {}
-        spec_defaults = doc.get(section, {}) or {}
-    except (OSError, yaml.YAMLError):
+    try:  # YAML 1.2, as DVC and `nbprod exec` read it ("yes" stays a string)
+        doc = YAML(typ="safe", pure=True).load((project.root / "params.yaml").read_text(encoding="utf-8")) or {}
+        spec_defaults = (doc.get(section) if isinstance(doc, dict) else None) or {}
+    except (OSError, YAMLError):
         pass
-    return {key: spec_defaults[key] for key in stage.params if key in spec_defaults}
+    values = {key: spec_defaults[key] for key in stage.params if key in spec_defaults}
+    for key, value in values.items():
+        _check_param(f"{section}.{key}", value)
+    return values
 
 
 def _checkout_inputs(project: Project, pipeline: Pipeline, stage: Stage) -> None:

@@ -11,7 +11,7 @@ from .analysis import CodeFacts, CodeSyntaxError, analyse_code, literal_assignme
 from .errors import NbprodError
 from .notebook import cell_source, cell_tags, read_notebook
 from .project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project
-from .tags import TagError, is_valid_name, parse_cell_tags
+from .tags import TagError, parse_cell_tags
 
 GENERATED_PREFIXES = (GENERATED_DIR + "/", REPORTS_DIR + "/", METRICS_DIR + "/")
 

@@ -12,8 +12,9 @@ GENERATED_DIR = ".nbprod"
 STAGES_DIR = ".nbprod/stages"
 REPORTS_DIR = "reports"
 METRICS_DIR = "metrics"
+DEBUG_DIR = "nbprod-debug"
 _SKIP_DIRS = {".git", ".dvc", ".nbprod", ".venv", "venv", "node_modules", "reports", "__pycache__",
-              ".ipynb_checkpoints", ".dvcstore"}
+              ".ipynb_checkpoints", ".dvcstore", DEBUG_DIR}
 
 
 @dataclass

@@ -184,7 +184,7 @@ def test_tag_a_new_stage_and_run_the_pipeline_from_the_panel(lab):
             page.click(".jp-nbprod-stage[data-stage='evaluate'] .jp-nbprod-debug")
             page.wait_for_selector(".lm-TabBar-tab[data-type='document-title'] >> text=evaluate.ipynb",
                                    timeout=60_000)
-            assert (lab["project"] / "debug" / "evaluate.ipynb").is_file()
+            assert (lab["project"] / "nbprod-debug" / "evaluate.ipynb").is_file()
             page.screenshot(path=str(ARTIFACTS / "07-debug-notebook.png"))
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"))

@@ -284,7 +284,7 @@ def test_debug_console_loads_the_stage_inputs_from_the_cache(chain):
 
 def test_debug_notebook_holds_setup_inputs_and_stage_cells(chain):
     done = nbprod("debug", "double", cwd=chain)
-    path = chain / ".nbprod/debug/double.ipynb"
+    path = chain / "nbprod-debug/double.ipynb"
     assert str(path) in done.stdout
     sources = [cell_source(c) for c in json.loads(path.read_text())["cells"]]
     assert any("_nbprod_load('.nbprod/data/notebooks__chain/source', 'numbers')" in s for s in sources)

@@ -215,7 +215,7 @@ def test_debug_writes_the_stage_notebook_with_its_inputs(server):
     assert response.status_code == 200, response.text
     notebook = response.json()["notebook"]
     # Jupyter hides dot-folders by default, so the notebook the UI opens is outside .nbprod/.
-    assert notebook == "proj/debug/evaluate.ipynb"
+    assert notebook == "proj/nbprod-debug/evaluate.ipynb"
     opened = requests.get(f"{server.base}/api/contents/{notebook}", headers=server.auth, timeout=10)
     assert opened.status_code == 200 and opened.json()["type"] == "notebook"
     cells = json.loads((server.root / notebook).read_text())["cells"]

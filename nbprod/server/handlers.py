@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 
 import tornado.web
@@ -21,8 +20,6 @@ from nbprod.tags import SCHEMA, is_valid_name
 
 from .runs import RunRegistry, run_state
 
-# Where the UI opens debug notebooks when the server hides dot-folders (its default).
-VISIBLE_DEBUG_DIR = "debug"
 
 
 class Refused(Exception):
@@ -195,13 +192,6 @@ class DebugHandler(NbprodHandler):
             if self.runs.active(root) is not None:
                 raise Refused(409, "a run is going in this project; debug once it has finished")
             notebook = (await asyncio.to_thread(debug_notebook, project, stage)).resolve()
-            hidden = any(part.startswith(".") for part in notebook.relative_to(self.server_root).parts)
-            if hidden and not self.contents_manager.allow_hidden:
-                # Jupyter does not open files in hidden folders such as .nbprod/ unless allowed.
-                visible = root / VISIBLE_DEBUG_DIR / notebook.name
-                visible.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(notebook, visible)
-                notebook = visible
             return ({"notebook": notebook.relative_to(self.server_root).as_posix()},)
 
         await self.serve(work)
