@@ -119,7 +119,7 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
             if dvc_repro:
                 code = _dvc_repro(project, targets, from_stage, force, log)
             else:
-                scheduled = _parallel_repro(project, targets, from_stage, force, log, jobs, executor)
+                scheduled = _scheduled_repro(project, targets, from_stage, force, log, jobs, executor)
                 code = 0 if scheduled.ok else 1
         finally:
             follower.stop()
@@ -186,7 +186,7 @@ def _dvc_repro(project: Project, targets, from_stage, force: bool, log: Path) ->
             raise
 
 
-def _parallel_repro(project: Project, targets, from_stage, force: bool, log: Path, jobs: int, executor: str):
+def _scheduled_repro(project: Project, targets, from_stage, force: bool, log: Path, jobs: int, executor: str):
     from .executors import make_executor
     from .schedule import reproduce
 
