@@ -93,9 +93,10 @@ class Executor:
 class LocalExecutor(Executor):
     """Each job is a child process group on this machine; one thread per running job waits for it.
 
-    nbprod stages go to pre-started ``nbprod exec`` processes (nbprod.warmexec), one kept ready per
-    slot, so the next stage's Python start-up and imports overlap the running stage. Each process
-    still runs one stage, with a fresh kernel, the job's env, cwd and log, then exits.
+    nbprod stages run in ``nbprod exec`` processes (nbprod.warmexec) that ``prepare`` starts ahead of
+    their stage, so the next stage's Python start-up, imports and kernel start overlap the running
+    stage. Each process still runs one stage, with a fresh kernel, the job's env, cwd and log, then
+    exits. Processes are started only for announced stages, so a run wastes none at its end.
     """
 
     name = "local"
@@ -103,7 +104,6 @@ class LocalExecutor(Executor):
     def __init__(self, slots: int, warm: bool = True):
         super().__init__(slots)
         self.warm = warm
-        self._spares: list[subprocess.Popen] = []
         self._prepared: dict[str, subprocess.Popen] = {}   # stage -> process starting its kernel
         self._retired: list[subprocess.Popen] = []
         self._done: queue.Queue[JobResult] = queue.Queue()
@@ -159,13 +159,10 @@ class LocalExecutor(Executor):
         with self._lock:
             if job.stage in self._prepared:
                 return
-            process = self._spares.pop(0) if self._spares else None
-        if process is None or process.poll() is not None:
-            process = self._spawn()
+        process = self._spawn()
         if self._send(process, self._request(job, run=False), close=False):
             with self._lock:
                 self._prepared[job.stage] = process
-        self._fill()
 
     def discard(self, stage: str) -> None:
         with self._lock:
@@ -183,14 +180,10 @@ class LocalExecutor(Executor):
                 self._processes[job.stage] = process
             self._send(process, "run\n", close=True)
             return process.wait()
-        with self._lock:
-            process = self._spares.pop(0) if self._spares else None
-        if process is None or process.poll() is not None:
-            process = self._spawn()
+        process = self._spawn()
         with self._lock:
             self._processes[job.stage] = process
         self._send(process, self._request(job, run=True), close=True)
-        self._fill()
         return process.wait()
 
     @staticmethod
@@ -215,21 +208,11 @@ class LocalExecutor(Executor):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
                                 start_new_session=True)
 
-    def _fill(self) -> None:
-        """Keep one pre-started process per slot for the stages to come."""
-        with self._lock:
-            missing = self.slots - len(self._spares)
-        for _ in range(max(0, missing)):
-            process = self._spawn()
-            with self._lock:
-                self._spares.append(process)
-
     def close(self) -> None:
         with self._lock:
-            spares, self._spares = self._spares, []
-            spares += list(self._prepared.values()) + self._retired
+            spares = list(self._prepared.values()) + self._retired
             self._prepared, self._retired = {}, []
-        for process in spares:  # no job: they read an empty line and exit
+        for process in spares:  # not run: end of input, they stop their kernel and exit
             try:
                 process.stdin.close()
             except OSError:
