@@ -38,6 +38,9 @@ class ExecResult:
 
 
 def exec_stage(name: str, project: Project | None = None) -> ExecResult:
+    from .lifeline import watch_run
+
+    watch_run()
     project = project or find_project()
     root = project.root
     if not is_valid_name(name):

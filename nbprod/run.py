@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .compile import compile_project
 from .errors import NbprodError
+from .lifeline import RUN_PID_ENV
 from .events import EVENTS_ENV, emit, read_events
 from .pipeline import Pipeline
 from .project import GENERATED_DIR, METRICS_DIR, Project
@@ -105,6 +106,7 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
     events.touch()
     log = run_dir / "dvc.log"
     os.environ[EVENTS_ENV] = str(events)
+    os.environ[RUN_PID_ENV] = str(os.getpid())  # stage processes end with this run (nbprod.lifeline)
     with held:
         compiled = compile_project(project)
         pipeline = compiled.pipeline
@@ -134,10 +136,29 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
                 if not ok:
                     outcome.state = "not run" if _lock_differs(project, outcome.name) else "up to date"
                 outcome.metrics = outcome.metrics or _metrics(project, outcome.name)
+        if ok and any(o.state == "ran" for o in outcomes.values()):
+            _record_environment(project)
         emit("run_end", run=run_id, ok=ok, message=message)
         follower.drain()
     os.environ.pop(EVENTS_ENV, None)
+    os.environ.pop(RUN_PID_ENV, None)
     return RunResult(ok, [outcomes[n] for n in order], message, events, log)
+
+
+def _record_environment(project: Project) -> None:
+    """Python, platform and a hash of every installed package of the run that produced the outputs
+    (`.nbprod/environment.json`); `nbprod env check` reports drift from it."""
+    from .lifecycle.environment import CAPTURE_FILE, capture
+    from .notebook import atomic_write
+
+    path = project.root / CAPTURE_FILE
+    text = json.dumps(capture(), indent=1, sort_keys=True) + "\n"
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        pass
+    atomic_write(path, text)
 
 
 def _select(pipeline: Pipeline, targets: list[str] | None, from_stage: str | None) -> set[str]:

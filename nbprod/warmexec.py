@@ -18,6 +18,9 @@ import sys
 
 def main() -> int:
     from .execute import _fast_imports
+    from .lifeline import watch_run
+
+    watch_run()  # before the slow imports: a run killed meanwhile takes this process with it
 
     _fast_imports()
     import jupyter_client.manager  # noqa: F401 - used by execute._start_kernel

@@ -197,15 +197,11 @@ def test_interrupted_run_then_fresh_run(copy, reference, tmp_path, how):
         if how == "Ctrl-C":
             assert process.returncode == 130, out + err
             assert err.strip().splitlines()[-1] == "nbprod: interrupted", err
-        if how == "Ctrl-C":
-            # Nothing the run started may go on writing into the project after it is gone.
-            _wait_for(lambda: not _processes_with(token), 60, "the run's stage and kernel to stop")
+        # Nothing the run started may go on writing into the project after it is gone (after
+        # kill -9 the stage process notices its run is gone: nbprod.lifeline).
+        _wait_for(lambda: not _processes_with(token), 60, "the run's stage and kernel to stop")
         _assert_whole_and_not_stale(copy, source)
         _recover(copy, reference, source)
-        if how == "kill -9" and _processes_with(token):
-            # Known bug, reported: stage processes run in their own session, so they outlive a
-            # SIGKILLed `nbprod run` and may still write reports/metrics after the next run.
-            pytest.xfail("kill -9 of nbprod run leaves its stage process and kernel running")
     finally:
         for pid in _processes_with(token):
             try:
