@@ -30,10 +30,8 @@ browser:
 
 demo: install
 	nbprod run
-	@echo
-	@echo "Reports:          $(CURDIR)/reports/index.html"
-	@echo "Executed notebooks: $(CURDIR)/reports/*.ipynb (versioned by DVC)"
-	@echo "Metrics:          nbprod metrics   (or: dvc metrics show)"
+	@echo "Executed notebooks: $(CURDIR)/reports/<stage>.ipynb (versioned by DVC); HTML: reports/<stage>.html"
+	@echo "Metrics: .venv/bin/nbprod metrics (or .venv/bin/dvc metrics show)"
 
 test: install browser
 	$(PY) -m pytest -q
