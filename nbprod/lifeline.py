@@ -31,14 +31,15 @@ def watch_run(interval: float = 0.5) -> None:
 
     def loop() -> None:
         while not stop.wait(interval):
-            if not _alive(run_pid):
+            if not pid_alive(run_pid):
                 _kill_descendants(os.getpid())
                 os._exit(137)
 
     threading.Thread(target=loop, name="nbprod-lifeline", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie left unreaped counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

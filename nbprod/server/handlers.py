@@ -60,6 +60,16 @@ class NbprodHandler(APIHandler):
             raise Refused(403, "the project around this path starts outside the server root")
         return project
 
+    async def project_and_pipeline(self, data: dict):
+        """The project named by a request body's "path", and its pipeline."""
+        from nbprod.pipeline import load_pipeline
+
+        path = data.get("path", "")
+        if not isinstance(path, str):
+            raise Refused(400, "path must be a string")
+        project = await self.project(path)
+        return project, await asyncio.to_thread(load_pipeline, project)
+
     def relative_root(self, project) -> str:
         """The project root as the UI opens files: relative to the server root, "" for the root."""
         rel = project.root.resolve().relative_to(self.server_root).as_posix()
@@ -147,14 +157,8 @@ class RunsHandler(NbprodHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
         async def work():
-            from nbprod.pipeline import load_pipeline
-
             data = self.body()
-            path = data.get("path", "")
-            if not isinstance(path, str):
-                raise Refused(400, "path must be a string")
-            project = await self.project(path)
-            pipeline = await asyncio.to_thread(load_pipeline, project)
+            project, pipeline = await self.project_and_pipeline(data)
             known = {s.name for s in pipeline.stages}
             stages = data.get("stages", [])
             from_stage = data.get("from")
@@ -178,14 +182,9 @@ class DebugHandler(NbprodHandler):
     async def post(self) -> None:
         async def work():
             from nbprod.debug import debug_notebook
-            from nbprod.pipeline import load_pipeline
 
             data = self.body()
-            path = data.get("path", "")
-            if not isinstance(path, str):
-                raise Refused(400, "path must be a string")
-            project = await self.project(path)
-            pipeline = await asyncio.to_thread(load_pipeline, project)
+            project, pipeline = await self.project_and_pipeline(data)
             stage = data.get("stage")
             check_stage_name(stage, {s.name for s in pipeline.stages})
             root = project.root.resolve()

@@ -54,16 +54,10 @@ class Run:
 
     def _pid_alive(self) -> bool:
         # A run started by an earlier server (its own session) may still be going after a restart.
+        from nbprod.lifeline import pid_alive
+
         pid = self.pid
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid is not None and pid_alive(pid)
 
     def _ended(self) -> bool:
         events, _ = read_events(self.events_path)
