@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class JobResult:
         return self.returncode == 0
 
 
-class Executor:
+class Executor(ABC):
     """Runs at most ``slots`` jobs at a time. The scheduler's whole view of a backend.
 
     Contract: ``submit`` never blocks and is only called while ``running() < slots``; ``running``
@@ -62,17 +63,21 @@ class Executor:
             raise ValueError("an executor needs at least one slot")
         self.slots = slots
 
+    @abstractmethod
     def submit(self, job: Job) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def running(self) -> int:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def wait(self, timeout: float | None = None) -> list[JobResult]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def cancel(self) -> None:
-        raise NotImplementedError
+        ...
 
     def prepare(self, job: Job) -> None:
         """Hint: ``job`` will probably be submitted soon; a backend may warm up for it. Optional."""
