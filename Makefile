@@ -7,12 +7,19 @@ STAMP := $(VENV)/.nbprod-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test bench browser clean
+.PHONY: install demo test bench browser node clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# Node.js builds the JupyterLab extension (through jlpm); install Debian's when it is missing.
+node:
+	@command -v node >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "make: node is missing; install Node.js 18 or newer" >&2; exit 1; fi; }
+
 # Editable install: the build hook compiles the JupyterLab extension (jlpm, shipped with jupyterlab).
+$(STAMP): | node
 $(STAMP): $(PY) pyproject.toml extension/package.json extension/yarn.lock extension/build_labextension.py \
           $(wildcard extension/src/*.ts extension/style/*)
 	$(PY) -m pip install -q --upgrade pip
