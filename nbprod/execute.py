@@ -21,6 +21,7 @@ from .analysis import literal_assignments
 from .compile import LOAD_TAG, SAVE_TAG, STATE_FILE
 from .errors import NbprodError, StageFailed
 from .events import emit
+from .kernel import describe as _kernel_start, start_kernel as _start_kernel, stop_kernel as _stop_kernel
 from .notebook import atomic_write, cell_source, code_cell, dumps_notebook, read_notebook
 from .project import METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project, find_project
 from .tags import is_valid_name
@@ -71,6 +72,7 @@ def exec_stage(name: str, project: Project | None = None) -> ExecResult:
     cwd = (root / source_nb).parent if source_nb else root
     error = None
     kernel = _PRESTARTED.pop((project.kernel, str(cwd)), None) or _start_kernel(project.kernel, cwd)
+    info["kernel"] = _kernel_start(kernel)
     try:
         _run_papermill(executed, out_path, project.kernel, cwd, name, cells, kernel)
     except _CellFailed as failed:
@@ -273,9 +275,6 @@ def _cached_validators() -> None:
             continue
 
 
-# nbclient passes this to every kernel it starts; a pre-started kernel gets the same arguments.
-KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
-
 # Kernels started ahead of their stage by prestart_kernel (in a nbprod.warmexec process), by
 # (kernel name, working directory); exec_stage takes the one it would otherwise start itself.
 _PRESTARTED: dict[tuple[str, str], object] = {}
@@ -300,35 +299,6 @@ def stop_prestarted() -> None:
     for manager in list(_PRESTARTED.values()):
         _stop_kernel(manager)
     _PRESTARTED.clear()
-
-
-def _start_kernel(kernel: str, cwd: Path):
-    """Launch a fresh kernel for this stage now; it boots while Papermill is being imported.
-
-    It is started exactly as nbclient would start it (same kernel spec, working directory, arguments
-    and environment), and Papermill's client then connects to it instead of launching its own.
-    """
-    from jupyter_client.manager import AsyncKernelManager
-    from jupyter_core.utils import run_sync
-
-    manager = AsyncKernelManager(kernel_name=kernel)
-    try:
-        run_sync(manager.start_kernel)(extra_arguments=list(KERNEL_ARGUMENTS), cwd=str(cwd))
-    except Exception as exc:  # noqa: BLE001 - a missing kernel spec is the user's to fix
-        raise NbprodError(f"cannot start kernel {kernel!r} ({type(exc).__name__}: {exc})", "pyproject.toml",
-                          fix="install the kernel (jupyter kernelspec list) or set [tool.nbprod] kernel") from None
-    return manager
-
-
-def _stop_kernel(manager) -> None:
-    """Shut the stage's kernel down gracefully (its atexit handlers run, so files it wrote are flushed)."""
-    from jupyter_core.utils import run_sync
-
-    try:
-        if run_sync(manager.is_alive)():
-            run_sync(manager.shutdown_kernel)(now=False)
-    finally:
-        run_sync(manager.cleanup_resources)()
 
 
 def _run_papermill(executed: dict, out_path: Path, kernel: str, cwd: Path, stage: str, cells: int,

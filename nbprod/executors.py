@@ -79,6 +79,9 @@ class Executor(ABC):
     def cancel(self) -> None:
         ...
 
+    def warm_up(self) -> None:
+        """Hint: jobs will follow soon (the run has started); a backend may start its workers. Optional."""
+
     def prepare(self, job: Job) -> None:
         """Hint: ``job`` will probably be submitted soon; a backend may warm up for it. Optional."""
 
@@ -110,6 +113,7 @@ class LocalExecutor(Executor):
         super().__init__(slots)
         self.warm = warm
         self._prepared: dict[str, subprocess.Popen] = {}   # stage -> process starting its kernel
+        self._idle: list[subprocess.Popen] = []              # started by warm_up, no stage yet
         self._retired: list[subprocess.Popen] = []
         self._done: queue.Queue[JobResult] = queue.Queue()
         self._processes: dict[str, subprocess.Popen | None] = {}
@@ -164,7 +168,7 @@ class LocalExecutor(Executor):
         with self._lock:
             if job.stage in self._prepared:
                 return
-        process = self._spawn()
+        process = self._take_idle()
         if self._send(process, self._request(job, run=False), close=False):
             with self._lock:
                 self._prepared[job.stage] = process
@@ -185,7 +189,7 @@ class LocalExecutor(Executor):
                 self._processes[job.stage] = process
             self._send(process, "run\n", close=True)
             return process.wait()
-        process = self._spawn()
+        process = self._take_idle()
         with self._lock:
             self._processes[job.stage] = process
         self._send(process, self._request(job, run=True), close=True)
@@ -208,6 +212,26 @@ class LocalExecutor(Executor):
         except (BrokenPipeError, OSError):
             return False  # it died before its job: its exit code says so
 
+    def warm_up(self) -> None:
+        """Start one ``nbprod exec`` process per slot now: the first stages' Python start-up and
+        imports then overlap the run's compile and DVC start-up instead of following them."""
+        if not self.warm:
+            return
+        with self._lock:
+            missing = self.slots - len(self._idle)
+        started = [self._spawn() for _ in range(max(0, missing))]
+        with self._lock:
+            self._idle.extend(started)
+
+    def _take_idle(self) -> subprocess.Popen:
+        with self._lock:
+            while self._idle:
+                process = self._idle.pop(0)
+                if process.poll() is None:
+                    return process
+                self._retired.append(process)
+        return self._spawn()
+
     def _spawn(self) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "nbprod.warmexec"], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
@@ -215,8 +239,8 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         with self._lock:
-            spares = list(self._prepared.values()) + self._retired
-            self._prepared, self._retired = {}, []
+            spares = list(self._prepared.values()) + self._idle + self._retired
+            self._prepared, self._idle, self._retired = {}, [], []
         for process in spares:  # not run: end of input, they stop their kernel and exit
             try:
                 process.stdin.close()

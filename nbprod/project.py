@@ -23,6 +23,8 @@ class Project:
     notebook_paths: list[str] = field(default_factory=lambda: ["."])
     kernel: str = "python3"
     gates: dict = field(default_factory=dict)
+    kernel_pool: bool = True                # fork stage kernels from a warm process (nbprod.kernelpool)
+    preload: bool | list[str] = True        # what that process imports first: the stages' imports, none, + these
 
     def rel(self, path: Path) -> str:
         return path.resolve().relative_to(self.root).as_posix()
@@ -85,4 +87,14 @@ def load_project(root: Path) -> Project:
     if not isinstance(kernel, str) or not kernel:
         raise NbprodError("[tool.nbprod] kernel must be a kernel name", "pyproject.toml", fix='write kernel = "python3"')
     gates = config.get("gates", {})
-    return Project(root=root, notebook_paths=notebooks, kernel=kernel, gates=gates)
+    kernel_pool = config.get("kernel_pool", True)
+    if not isinstance(kernel_pool, bool):
+        raise NbprodError("[tool.nbprod] kernel_pool must be true or false", "pyproject.toml",
+                          fix="write kernel_pool = false to start every stage's kernel as a new process")
+    preload = config.get("preload", True)
+    if not (isinstance(preload, bool) or isinstance(preload, list) and all(
+            isinstance(m, str) and m and all(p.isidentifier() for p in m.split(".")) for m in preload)):
+        raise NbprodError("[tool.nbprod] preload must be true, false or a list of module names", "pyproject.toml",
+                          fix='write preload = ["pandas", "sklearn"] (added to the stages\' own imports) or false')
+    return Project(root=root, notebook_paths=notebooks, kernel=kernel, gates=gates, kernel_pool=kernel_pool,
+                   preload=preload)

@@ -92,10 +92,11 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
     if dvc_repro and jobs > 1:
         raise NbprodError("dvc repro runs stages one at a time, so --dvc-repro and -j N cannot be combined",
                           "nbprod run", fix="drop --dvc-repro to run stages in parallel")
+    backend = None
     if not dvc_repro:
         from .executors import make_executor
 
-        make_executor(executor, jobs).close()  # an unknown executor fails before anything changes
+        backend = make_executor(executor, jobs)  # an unknown executor fails before anything changes
     held = contextlib.ExitStack()
     held.enter_context(RunLock(project))  # first of all: a run refused here leaves no trace
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -107,21 +108,30 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
     log = run_dir / "dvc.log"
     os.environ[EVENTS_ENV] = str(events)
     os.environ[RUN_PID_ENV] = str(os.getpid())  # stage processes end with this run (nbprod.lifeline)
+    pool = _start_pool(project, run_dir)
+    if pool is not None:
+        held.callback(pool.close)
+    if backend is not None:
+        held.callback(backend.close)  # before the pool and the lock: its processes end first
+        backend.warm_up()  # its stage processes start up while the pipeline compiles
     with held:
         compiled = compile_project(project)
         pipeline = compiled.pipeline
         names = _select(pipeline, targets, from_stage)
         order = [s.name for s in pipeline.order() if s.name in names]
+        if pool is not None:  # a folder the notebooks did not announce (a stage of another notebook)
+            pool.ensure({str((project.root / pipeline.stage(n).notebook).parent) for n in order})
         emit("run_start", run=run_id, stages=order, compiled=compiled.changed)
         outcomes = {name: StageOutcome(name) for name in order}
         follower = _Follower(events, outcomes, on_event)
         follower.start()
+        environment = _capture_environment()  # meanwhile, off the run's critical path
         scheduled = None
         try:
             if dvc_repro:
                 code = _dvc_repro(project, targets, from_stage, force, log)
             else:
-                scheduled = _scheduled_repro(project, targets, from_stage, force, log, jobs, executor)
+                scheduled = _scheduled_repro(project, targets, from_stage, force, log, backend)
                 code = 0 if scheduled.ok else 1
         finally:
             follower.stop()
@@ -137,7 +147,7 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
                     outcome.state = "not run" if _lock_differs(project, outcome.name) else "up to date"
                 outcome.metrics = outcome.metrics or _metrics(project, outcome.name)
         if ok and any(o.state == "ran" for o in outcomes.values()):
-            _record_environment(project)
+            _record_environment(project, environment())
         emit("run_end", run=run_id, ok=ok, message=message)
         follower.drain()
     os.environ.pop(EVENTS_ENV, None)
@@ -145,14 +155,56 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
     return RunResult(ok, [outcomes[n] for n in order], message, events, log)
 
 
-def _record_environment(project: Project) -> None:
+def _start_pool(project: Project, run_dir: Path):
+    """The run's kernel pool (nbprod.kernelpool), started first thing so that its zygotes import
+    ipykernel and the stages' modules while the pipeline compiles; None when off or impossible."""
+    if not project.kernel_pool:
+        return None
+    from .kernelpool import KernelPool, preload_groups
+
+    log = run_dir / "kernel-pool.log"
+    try:
+        return KernelPool.start(project.kernel, log, preload_groups(project))
+    except Exception:  # noqa: BLE001 - the pool only saves time: without it stages start kernels as usual
+        import traceback
+
+        with open(log, "a", encoding="utf-8") as out:
+            out.write("nbprod: the kernel pool did not start\n" + traceback.format_exc())
+        return None
+
+
+def _capture_environment():
+    """Start listing the installed packages in a thread (~0.1 s); returns a function giving the result."""
+    from .lifecycle.environment import capture
+
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["value"] = capture()
+        except Exception as exc:  # noqa: BLE001 - raised where the result is asked for
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, name="nbprod-environment", daemon=True)
+    thread.start()
+
+    def result() -> dict:
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    return result
+
+
+def _record_environment(project: Project, captured: dict) -> None:
     """Python, platform and a hash of every installed package of the run that produced the outputs
     (`.nbprod/environment.json`); `nbprod env check` reports drift from it."""
-    from .lifecycle.environment import CAPTURE_FILE, capture
+    from .lifecycle.environment import CAPTURE_FILE
     from .notebook import atomic_write
 
     path = project.root / CAPTURE_FILE
-    text = json.dumps(capture(), indent=1, sort_keys=True) + "\n"
+    text = json.dumps(captured, indent=1, sort_keys=True) + "\n"
     try:
         if path.read_text(encoding="utf-8") == text:
             return
@@ -207,12 +259,10 @@ def _dvc_repro(project: Project, targets, from_stage, force: bool, log: Path) ->
             raise
 
 
-def _scheduled_repro(project: Project, targets, from_stage, force: bool, log: Path, jobs: int, executor: str):
-    from .executors import make_executor
+def _scheduled_repro(project: Project, targets, from_stage, force: bool, log: Path, backend):
     from .schedule import reproduce
 
-    with make_executor(executor, jobs) as backend:
-        return reproduce(project, backend, log, targets=targets, from_stage=from_stage, force=force)
+    return reproduce(project, backend, log, targets=targets, from_stage=from_stage, force=force)
 
 
 def _dvc_executable() -> str:

@@ -23,8 +23,9 @@ def main() -> int:
     watch_run()  # before the slow imports: a run killed meanwhile takes this process with it
 
     _fast_imports()
-    import jupyter_client.manager  # noqa: F401 - used by execute._start_kernel
-    import jupyter_core.utils  # noqa: F401
+    from .kernel import _classes
+
+    _classes()  # jupyter_client's manager and client, used by nbprod.kernel.start_kernel
 
     from . import cli
 
@@ -61,4 +62,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # This process ran its one stage and its kernel has exited: skip the interpreter's teardown of
+    # Papermill, jupyter_client and friends (nothing of the user's lives here), as forked children do.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 1)

@@ -1,0 +1,277 @@
+"""A kernel zygote: a Python process that has imported ipykernel (and, optionally, the third-party
+modules the pipeline's stages import), then forks one fresh kernel per stage on request.
+
+Run by ``nbprod run`` with the kernel's own interpreter, as a script (so it needs only the standard
+library and ipykernel, not nbprod). See ``nbprod/kernelpool.py`` for the whole design; in short:
+
+* argv: ``_zygote.py LISTEN_FD RUN_PID STATUS_DIR``. ``LISTEN_FD`` is a listening Unix socket the run
+  created (so stages can connect before this process is ready: they wait in its backlog);
+  ``RUN_PID`` is the run, whose end ends this process; ``STATUS_DIR`` receives each kernel's exit
+  status as ``exit-PID``.
+* stdin: one JSON line ``{"cwd": ..., "preload": [...]}``, then nothing; end of input ends the zygote.
+* stdout: one JSON line once ready: ``{"preloaded": [...], "refusing": null | "why"}``.
+* a request on the socket: one JSON line ``{"argv", "cwd", "env"}`` with two file descriptors (the
+  kernel's stdout and stderr). The reply: ``{"pid": N}`` with a pidfd of the kernel, or
+  ``{"refused": "why"}`` (the caller then starts its kernel the usual way).
+
+A forked kernel is what ``python -m ipykernel_launcher ARGS`` started in ``cwd`` with ``env`` would be
+(same interpreter, arguments, sys.argv, sys.path, working directory, environment, session, standard
+streams, fresh numpy and ``random`` seeds), except that the preloaded modules are already imported.
+"""
+
+import sys
+
+del sys.path[0]  # this script's folder (nbprod/) must not shadow any module the kernel imports
+
+import json  # noqa: E402
+import os  # noqa: E402
+import select  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+
+# Variables that legitimately differ between stages of one run; any other difference between a
+# request's environment and this process's start-up environment (which the preloaded modules saw
+# when they were imported) and the request is refused.
+PER_STAGE_PREFIXES = ("NBPROD_", "JPY_", "DVC_")
+LAUNCHER = ("-m", "ipykernel_launcher")
+INLINE = "module://matplotlib_inline.backend_inline"
+ORIGINAL_ENV = dict(os.environ)
+BASE_PATH = list(sys.path)  # what ipykernel_launcher leaves: the interpreter's path without the cwd
+
+
+def main():
+    listen_fd, run_pid, status_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    listener = socket.socket(fileno=listen_fd)
+    run_fd = os.pidfd_open(run_pid)
+    # What a kernel does first, before any user code: its matplotlib backend (IPKernelApp).
+    if not os.environ.get("MPLBACKEND"):
+        os.environ["MPLBACKEND"] = INLINE
+    import ipykernel.ipkernel  # noqa: F401 - the kernel itself, IPython, zmq, tornado
+    import ipykernel.kernelapp  # noqa: F401
+    import ipykernel.zmqshell  # noqa: F401
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        return  # the run ended before it needed this zygote
+    config = json.loads(line)
+    os.chdir(config["cwd"])
+    preloaded, refusing = preload(config.get("preload", []))
+    # What the zygote imported lives as long as the kernels do: keep it out of their garbage
+    # collections (the documented use of gc.freeze before fork). IPython collects at every reset
+    # and at exit; a scan of pandas, scikit-learn and friends cost each kernel ~0.1 s there.
+    import gc
+
+    gc.freeze()
+    print(json.dumps({"preloaded": preloaded, "refusing": refusing}), flush=True)
+    return serve(listener, run_fd, status_dir, refusing, preloaded)
+
+
+def preload(names: list) -> tuple:
+    """Import ``names`` as the stage would (a module the stage's folder shadows is left alone)."""
+    local = _local_names(os.getcwd())
+    before = set(sys.modules)
+    done = []
+    for name in names:
+        if name.split(".")[0] in local:
+            continue  # the stage imports its own file of that name
+        if name == "matplotlib.pyplot" and os.environ.get("MPLBACKEND") != INLINE:
+            continue  # pyplot may pick a GUI backend at import; only the kernel's inline one is safe
+        try:
+            __import__(name)
+        except BaseException as exc:  # noqa: BLE001 - the stage will meet the same error itself
+            return done, f"preloading {name} failed ({type(exc).__name__})"
+        done.append(name)
+    if threading.active_count() > 1:  # a thread would not survive the fork into the kernels
+        names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        return done, f"a preloaded module started threads ({names})"
+    loaded = {m.split(".")[0] for m in set(sys.modules) - before}
+    shadowed = sorted(loaded & local)
+    if shadowed:  # a preloaded module imported something the stage's folder would provide
+        return done, f"{shadowed[0]} is both a preloaded dependency and a file in the stage's folder"
+    return done, None
+
+
+def _local_names(folder: str) -> set:
+    names = set()
+    for entry in os.listdir(folder):
+        if entry.endswith(".py") or os.path.isdir(os.path.join(folder, entry)):
+            names.add(entry[:-3] if entry.endswith(".py") else entry)
+        elif entry.endswith((".so", ".pyd")):
+            names.add(entry.split(".")[0])
+    return names
+
+
+def serve(listener, run_fd: int, status_dir: str, refusing, preloaded: list):
+    """Fork a kernel per request until the run ends; reap them and record their exit status."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    stdin_fd = sys.stdin.fileno()
+    while True:
+        ready, _, _ = select.select([listener, wake_r, run_fd, stdin_fd], [], [])
+        if run_fd in ready or stdin_fd in ready:
+            # The run is over (or gone); kernels still running end with their own stage. Nothing
+            # here needs flushing, so the teardown of the preloaded modules is skipped.
+            os._exit(0)
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+            _reap(status_dir)
+        if listener in ready:
+            connection, _ = listener.accept()
+            child = _handle(connection, refusing, preloaded)
+            if child is not None:  # in the forked kernel: leave the zygote's loop
+                for fd in (wake_r, wake_w, run_fd):
+                    os.close(fd)
+                listener.close()
+                return child
+            connection.close()
+    return None
+
+
+def _reap(status_dir: str) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        path = os.path.join(status_dir, f"exit-{pid}")
+        with open(path + ".tmp", "w") as handle:
+            handle.write(str(code))
+        os.replace(path + ".tmp", path)
+
+
+def _handle(connection, refusing, preloaded: list):
+    """Answer one request; returns the child's job in the forked kernel, None in the zygote."""
+    connection.settimeout(30)
+    fds: list = []
+    try:
+        data, fds, _, _ = socket.recv_fds(connection, 1 << 16, 2)
+        while not data.endswith(b"\n"):
+            more = connection.recv(1 << 16)
+            if not more:
+                raise ValueError("truncated request")
+            data += more
+        request = json.loads(data)
+        why = refusing or _refusal(request, len(fds))
+        if why:
+            connection.sendall(json.dumps({"refused": why}).encode() + b"\n")
+            return None
+        creds = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        owner = int.from_bytes(creds[:4], sys.byteorder)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            connection.close()
+            kept, fds = fds, []
+            return {"request": request, "fds": kept, "owner": owner}
+        pidfd = os.pidfd_open(pid)
+        try:
+            socket.send_fds(connection, [json.dumps({"pid": pid, "preloaded": preloaded}).encode() + b"\n"], [pidfd])
+        finally:
+            os.close(pidfd)
+        return None
+    except (OSError, ValueError) as exc:
+        try:
+            connection.sendall(json.dumps({"refused": f"bad request ({type(exc).__name__})"}).encode() + b"\n")
+        except OSError:
+            pass
+        return None
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _refusal(request: dict, fds: int):
+    argv = request.get("argv") or []
+    if fds != 2:
+        return "the kernel's standard streams were not passed"
+    if not argv or os.path.realpath(argv[0]) != os.path.realpath(sys.executable) or tuple(argv[1:3]) != LAUNCHER:
+        return "the kernel is not this interpreter's ipykernel"
+    if os.path.realpath(request.get("cwd") or "") != os.path.realpath(os.getcwd()):
+        return "the stage runs in another folder"
+    env = request.get("env") or {}
+    for key in set(env) | set(ORIGINAL_ENV):
+        if key.startswith(PER_STAGE_PREFIXES) or key == "PYTHONEXECUTABLE":
+            continue
+        if env.get(key) != ORIGINAL_ENV.get(key):
+            return f"the stage's environment differs ({key})"
+    return None
+
+
+def become_kernel(child: dict) -> None:
+    """In the forked process: turn into ``python -m ipykernel_launcher ARGS`` and run the kernel."""
+    request, (out, err), owner = child["request"], child["fds"], child["owner"]
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()  # as jupyter_client's launcher does: interrupts reach the kernel's whole group
+    null = os.open(os.devnull, os.O_RDONLY)
+    for fd, target in ((null, 0), (out, 1), (err, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    import importlib.util
+
+    sys.argv = [importlib.util.find_spec("ipykernel_launcher").origin] + list(request["argv"][3:])
+    sys.path[:] = BASE_PATH
+    _reseed()
+    _watch_owner(owner)
+    from ipykernel import kernelapp
+
+    app = kernelapp.IPKernelApp.instance()
+    # Two defaults ipykernel reads from the environment when it is imported (in the zygote).
+    app.parent_handle = int(os.environ.get("JPY_PARENT_PID") or 0)
+    app.interrupt = int(os.environ.get("JPY_INTERRUPT_EVENT") or 0)
+    app.initialize()
+    app.start()
+    # The kernel was shut down. End as the interpreter would (non-daemon threads joined, atexit
+    # handlers run: IPython's resets the user namespace, which closes and flushes the files it
+    # holds), minus the module teardown of everything the zygote imported (~0.3 s), as
+    # multiprocessing's forked children do.
+    import atexit
+
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
+
+
+def _reseed() -> None:
+    """Fresh seeds, as a new process gets: the stdlib's ``random`` reseeds itself at fork; numpy's
+    global generator was seeded when the zygote imported it, so it is reseeded from the OS here."""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
+
+
+def _watch_owner(owner: int) -> None:
+    """End with the stage process that asked for this kernel, as a kernel ends with its parent."""
+    try:
+        owner_fd = os.pidfd_open(owner)
+    except OSError:
+        os._exit(1)
+
+    def watch() -> None:
+        select.select([owner_fd], [], [])
+        try:
+            os.killpg(os.getpid(), signal.SIGKILL)  # with whatever the kernel started
+        finally:
+            os._exit(1)
+
+    threading.Thread(target=watch, name="nbprod-owner", daemon=True).start()
+
+
+if __name__ == "__main__":
+    _child = main()  # returns only in a forked kernel (None: the zygote is done)
+    if _child is not None:
+        become_kernel(_child)
