@@ -141,7 +141,8 @@ def stage_overhead(work: Path, size: Size) -> list[Row]:
     overhead = stage_s - kernel
     return [Row(f"stage overhead above a bare kernel start ({count} near-empty stages)", stage_s, kernel,
                 "bare kernel start", overhead, "<= 0.5 s/stage", overhead <= 0.5,
-                f"(cold run - no-op run) / {count} = {stage_s:.2f} s per stage; ratio column is seconds")]
+                f"(cold run - no-op run) / {count} = {stage_s:.2f} s per stage; ratio column is seconds"
+                + ("; below zero: a stage costs less than a bare kernel start" if overhead < 0 else ""))]
 
 
 # -- import nbprod.record in a kernel ------------------------------------------------------------------

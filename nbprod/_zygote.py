@@ -9,9 +9,12 @@ library and ipykernel, not nbprod). See ``nbprod/kernelpool.py`` for the whole d
   ``RUN_PID`` is the run, whose end ends this process; ``STATUS_DIR`` receives each kernel's exit
   status as ``exit-PID``.
 * stdin: one JSON line ``{"cwd": ..., "preload": [...]}``, then nothing; end of input ends the zygote.
-* stdout: one JSON line once ready: ``{"preloaded": [...], "refusing": null | "why"}``.
-* a request on the socket: one JSON line ``{"argv", "cwd", "env"}`` with two file descriptors (the
-  kernel's stdout and stderr). The reply: ``{"pid": N}`` with a pidfd of the kernel, or
+* stdout: one JSON line once the preload is done or has stopped: ``{"preloaded": [...], "refusing":
+  null | "why"}``.
+* a request on the socket: one JSON line ``{"argv", "cwd", "env", "needs"}`` with two file
+  descriptors (the kernel's stdout and stderr); ``needs`` are the modules the stage imports. The
+  reply: ``{"pid": N, "preloaded": [...]}`` with a pidfd of the kernel; ``{"wait": true}`` while
+  those modules are still being imported (they are imported next; the caller asks again); or
   ``{"refused": "why"}`` (the caller then starts its kernel the usual way).
 
 A forked kernel is what ``python -m ipykernel_launcher ARGS`` started in ``cwd`` with ``env`` would be
@@ -23,12 +26,14 @@ import sys
 
 del sys.path[0]  # this script's folder (nbprod/) must not shadow any module the kernel imports
 
+import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import select  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 
 # Variables that legitimately differ between stages of one run; any other difference between a
 # request's environment and this process's start-up environment (which the preloaded modules saw
@@ -53,43 +58,49 @@ def main():
 
     line = sys.stdin.readline()
     if not line.strip():
-        return  # the run ended before it needed this zygote
+        return None  # the run ended before it needed this zygote
     config = json.loads(line)
     os.chdir(config["cwd"])
-    preloaded, refusing = preload(config.get("preload", []))
-    # What the zygote imported lives as long as the kernels do: keep it out of their garbage
-    # collections (the documented use of gc.freeze before fork). IPython collects at every reset
-    # and at exit; a scan of pandas, scikit-learn and friends cost each kernel ~0.1 s there.
-    import gc
-
-    gc.freeze()
-    print(json.dumps({"preloaded": preloaded, "refusing": refusing}), flush=True)
-    return serve(listener, run_fd, status_dir, refusing, preloaded)
+    return Zygote(listener, run_fd, status_dir, Preloader(config.get("preload", []))).serve()
 
 
-def preload(names: list) -> tuple:
-    """Import ``names`` as the stage would (a module the stage's folder shadows is left alone)."""
-    local = _local_names(os.getcwd())
-    before = set(sys.modules)
-    done = []
-    for name in names:
-        if name.split(".")[0] in local:
-            continue  # the stage imports its own file of that name
+class Preloader:
+    """The modules still to import, one at a time, those a waiting stage needs first."""
+
+    def __init__(self, names: list):
+        self.local = _local_names(os.getcwd())
+        self.todo = list(names)
+        self.done: list = []
+        self.refusing = None  # why kernels can no longer be served exactly (then: refuse)
+
+    def step(self, first: list) -> None:
+        wanted = [name for name in self.todo if name in first]
+        name = wanted[0] if wanted else self.todo[0]
+        self.todo.remove(name)
+        if name.split(".")[0] in self.local:
+            return  # the stage imports its own file of that name
         if name == "matplotlib.pyplot" and os.environ.get("MPLBACKEND") != INLINE:
-            continue  # pyplot may pick a GUI backend at import; only the kernel's inline one is safe
+            return  # pyplot may pick a GUI backend at import; only the kernel's inline one is safe
+        before = set(sys.modules)
         try:
             __import__(name)
         except BaseException as exc:  # noqa: BLE001 - the stage will meet the same error itself
-            return done, f"preloading {name} failed ({type(exc).__name__})"
-        done.append(name)
-    if threading.active_count() > 1:  # a thread would not survive the fork into the kernels
-        names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
-        return done, f"a preloaded module started threads ({names})"
-    loaded = {m.split(".")[0] for m in set(sys.modules) - before}
-    shadowed = sorted(loaded & local)
-    if shadowed:  # a preloaded module imported something the stage's folder would provide
-        return done, f"{shadowed[0]} is both a preloaded dependency and a file in the stage's folder"
-    return done, None
+            self.stop(f"preloading {name} failed ({type(exc).__name__})")
+            return
+        self.done.append(name)
+        shadowed = sorted({m.split(".")[0] for m in set(sys.modules) - before} & self.local)
+        if shadowed:  # a preloaded module imported something the stage's folder would provide
+            self.stop(f"{shadowed[0]} is both a preloaded dependency and a file in the stage's folder")
+        elif threading.active_count() > 1:  # a thread would not survive the fork into the kernels
+            names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
+            self.stop(f"a preloaded module started threads ({names})")
+
+    def stop(self, why: str) -> None:
+        self.refusing, self.todo = why, []
+        print(json.dumps({"preloaded": self.done, "refusing": why}), flush=True)
+
+    def ready_for(self, needs: list) -> bool:
+        return self.refusing is not None or not any(name in self.todo for name in needs)
 
 
 def _local_names(folder: str) -> set:
@@ -102,32 +113,132 @@ def _local_names(folder: str) -> set:
     return names
 
 
-def serve(listener, run_fd: int, status_dir: str, refusing, preloaded: list):
-    """Fork a kernel per request until the run ends; reap them and record their exit status."""
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    stdin_fd = sys.stdin.fileno()
-    while True:
-        ready, _, _ = select.select([listener, wake_r, run_fd, stdin_fd], [], [])
-        if run_fd in ready or stdin_fd in ready:
-            # The run is over (or gone); kernels still running end with their own stage. Nothing
-            # here needs flushing, so the teardown of the preloaded modules is skipped.
-            os._exit(0)
-        if wake_r in ready:
-            os.read(wake_r, 4096)
-            _reap(status_dir)
-        if listener in ready:
-            connection, _ = listener.accept()
-            child = _handle(connection, refusing, preloaded)
-            if child is not None:  # in the forked kernel: leave the zygote's loop
-                for fd in (wake_r, wake_w, run_fd):
-                    os.close(fd)
-                listener.close()
-                return child
-            connection.close()
-    return None
+class Zygote:
+    """Imports the preload list between requests; forks a kernel for a request as soon as the
+    modules its stage imports are loaded (the first stage need not wait for the last stage's).
+
+    A request that arrives too early is answered ``{"wait": true}`` and asked again by its stage
+    process; its modules are imported next. No accepted connection is ever held across a fork."""
+
+    WAIT_MEMORY = 2.0  # seconds a stage that was told to wait keeps its modules first in line
+
+    def __init__(self, listener, run_fd: int, status_dir: str, preloader: Preloader):
+        self.listener, self.run_fd, self.status_dir, self.preloader = listener, run_fd, status_dir, preloader
+        self.wanted: dict = {}  # stage process pid -> (modules it waits for, when it last asked)
+
+    def serve(self):
+        """Until the run ends; returns (in the forked kernel only) the kernel's request."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        stdin_fd = sys.stdin.fileno()
+        announced = False
+        while True:
+            busy = bool(self.preloader.todo)
+            ready, _, _ = select.select([self.listener, wake_r, self.run_fd, stdin_fd], [], [], 0 if busy else None)
+            if self.run_fd in ready or stdin_fd in ready:
+                # The run is over (or gone); kernels still running end with their own stage.
+                # Nothing here needs flushing, so the teardown of the preloaded modules is skipped.
+                os._exit(0)
+            if wake_r in ready:
+                os.read(wake_r, 4096)
+                _reap(self.status_dir)
+            if self.listener in ready:
+                child = self._answer()
+                if child is not None:  # in the forked kernel: leave the zygote's loop
+                    for fd in (wake_r, wake_w, self.run_fd):
+                        os.close(fd)
+                    self.listener.close()
+                    return child
+            if self.preloader.todo:
+                self.preloader.step(self._first())
+            elif not announced:
+                announced = True
+                print(json.dumps({"preloaded": self.preloader.done, "refusing": self.preloader.refusing}),
+                      flush=True)
+
+    def _first(self) -> list:
+        """The modules of the stage that has waited longest (and asked again recently)."""
+        now = time.monotonic()
+        for owner, (needs, asked) in list(self.wanted.items()):
+            if now - asked > self.WAIT_MEMORY:
+                del self.wanted[owner]
+        return next(iter(self.wanted.values()))[0] if self.wanted else []
+
+    def _answer(self):
+        """Read one request and answer it: a kernel (forked now), wait, or refused."""
+        connection, _ = self.listener.accept()
+        connection.settimeout(30)
+        fds: list = []
+        try:
+            data, fds, _, _ = socket.recv_fds(connection, 1 << 16, 2)
+            while not data.endswith(b"\n"):
+                more = connection.recv(1 << 16)
+                if not more:
+                    raise ValueError("truncated request")
+                data += more
+            request = json.loads(data)
+            why = self.preloader.refusing or _refusal(request, len(fds))
+            if why:
+                _reply(connection, {"refused": why})
+                return None
+            creds = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            owner = int.from_bytes(creds[:4], sys.byteorder)
+            needs = request.get("needs") or []
+            if not self.preloader.ready_for(needs):
+                self.wanted[owner] = (needs, time.monotonic())  # a known stage keeps its place in line
+                _reply(connection, {"wait": True})
+                return None
+            self.wanted.pop(owner, None)
+            child = self._fork(connection, request, fds, owner)
+            if child is not None:
+                fds = []  # the kernel keeps them as its standard streams
+            return child
+        except (OSError, ValueError) as exc:
+            _reply(connection, {"refused": f"bad request ({type(exc).__name__})"})
+            return None
+        finally:
+            _close(connection, fds)
+
+    def _fork(self, connection, request: dict, fds: list, owner: int):
+        """Fork the kernel for one request; returns its job in the child, None here."""
+        # What the zygote imported lives as long as the kernels do: keep it out of their garbage
+        # collections (the documented use of gc.freeze before fork). IPython collects at every
+        # reset and at exit; a scan of pandas, scikit-learn and friends cost each kernel ~0.1 s.
+        gc.freeze()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _reply(connection, {"refused": f"cannot fork ({exc.strerror})"})
+            return None
+        if pid == 0:
+            return {"request": request, "fds": list(fds), "owner": owner}
+        try:
+            pidfd = os.pidfd_open(pid)
+            try:
+                socket.send_fds(connection, [json.dumps({"pid": pid, "preloaded": self.preloader.done}).encode()
+                                             + b"\n"], [pidfd])
+            finally:
+                os.close(pidfd)
+        except OSError:
+            pass  # the stage process is gone; the kernel notices (it watches it) and ends
+        return None
+
+
+def _reply(connection, message: dict) -> None:
+    try:
+        connection.sendall(json.dumps(message).encode() + b"\n")
+    except OSError:
+        pass
+
+
+def _close(connection, fds: list) -> None:
+    for fd in fds:
+        os.close(fd)
+    connection.close()
 
 
 def _reap(status_dir: str) -> None:
@@ -143,48 +254,6 @@ def _reap(status_dir: str) -> None:
         with open(path + ".tmp", "w") as handle:
             handle.write(str(code))
         os.replace(path + ".tmp", path)
-
-
-def _handle(connection, refusing, preloaded: list):
-    """Answer one request; returns the child's job in the forked kernel, None in the zygote."""
-    connection.settimeout(30)
-    fds: list = []
-    try:
-        data, fds, _, _ = socket.recv_fds(connection, 1 << 16, 2)
-        while not data.endswith(b"\n"):
-            more = connection.recv(1 << 16)
-            if not more:
-                raise ValueError("truncated request")
-            data += more
-        request = json.loads(data)
-        why = refusing or _refusal(request, len(fds))
-        if why:
-            connection.sendall(json.dumps({"refused": why}).encode() + b"\n")
-            return None
-        creds = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        owner = int.from_bytes(creds[:4], sys.byteorder)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            connection.close()
-            kept, fds = fds, []
-            return {"request": request, "fds": kept, "owner": owner}
-        pidfd = os.pidfd_open(pid)
-        try:
-            socket.send_fds(connection, [json.dumps({"pid": pid, "preloaded": preloaded}).encode() + b"\n"], [pidfd])
-        finally:
-            os.close(pidfd)
-        return None
-    except (OSError, ValueError) as exc:
-        try:
-            connection.sendall(json.dumps({"refused": f"bad request ({type(exc).__name__})"}).encode() + b"\n")
-        except OSError:
-            pass
-        return None
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def _refusal(request: dict, fds: int):

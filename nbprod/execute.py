@@ -71,7 +71,8 @@ def exec_stage(name: str, project: Project | None = None) -> ExecResult:
     os.environ["NBPROD_ROOT"] = str(root)
     cwd = (root / source_nb).parent if source_nb else root
     error = None
-    kernel = _PRESTARTED.pop((project.kernel, str(cwd)), None) or _start_kernel(project.kernel, cwd)
+    kernel = _PRESTARTED.pop((project.kernel, str(cwd)), None) or _start_kernel(project.kernel, cwd,
+                                                                                 _imports(nb))
     info["kernel"] = _kernel_start(kernel)
     try:
         _run_papermill(executed, out_path, project.kernel, cwd, name, cells, kernel)
@@ -292,7 +293,15 @@ def prestart_kernel(name: str, project: Project | None = None) -> None:
     source_nb = nb.get("metadata", {}).get("nbprod", {}).get("notebook", "")
     cwd = (root / source_nb).parent if source_nb else root
     os.environ["NBPROD_ROOT"] = str(root)
-    _PRESTARTED[(project.kernel, str(cwd))] = _start_kernel(project.kernel, cwd)
+    _PRESTARTED[(project.kernel, str(cwd))] = _start_kernel(project.kernel, cwd, _imports(nb))
+
+
+def _imports(nb: dict) -> list[str]:
+    """The third-party modules the stage notebook imports (what a pool zygote should load first)."""
+    from .analysis import sanitize
+    from .kernelpool import preload_modules
+
+    return preload_modules([sanitize(cell_source(c))[0] for c in nb["cells"] if c["cell_type"] == "code"])
 
 
 def stop_prestarted() -> None:

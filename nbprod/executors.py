@@ -127,14 +127,22 @@ class LocalExecutor(Executor):
         with self._lock:
             self._processes[job.stage] = None  # reserved until its first command starts
             self._outstanding += 1
-        threading.Thread(target=self._run, args=(job,), name=f"nbprod-job-{job.stage}", daemon=True).start()
+        warm = None  # (process, whether it already has this job)
+        if job.nbprod_stage and self.warm and not self._cancelled.is_set():
+            # Chosen now, not in the job's thread: a stage announced next must not take the
+            # process (already started up) that this one is due.
+            with self._lock:
+                announced = self._prepared.pop(job.stage, None)
+            alive = announced is not None and announced.poll() is None
+            warm = (announced, True) if alive else (self._take_idle(), False)
+        threading.Thread(target=self._run, args=(job, warm), name=f"nbprod-job-{job.stage}", daemon=True).start()
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job, warm: tuple[subprocess.Popen, bool] | None = None) -> None:
         started = time.monotonic()
         code = 0
         job.log.parent.mkdir(parents=True, exist_ok=True)
-        if job.nbprod_stage and self.warm and not self._cancelled.is_set():
-            code = self._run_warm(job)
+        if warm is not None:
+            code = self._run_warm(job, *warm)
             with self._lock:
                 self._processes.pop(job.stage, None)
             self._done.put(JobResult(job, code, time.monotonic() - started))
@@ -181,18 +189,13 @@ class LocalExecutor(Executor):
             with self._lock:
                 self._retired.append(process)
 
-    def _run_warm(self, job: Job) -> int:
-        with self._lock:
-            process = self._prepared.pop(job.stage, None)
-        if process is not None and process.poll() is None:
-            with self._lock:
-                self._processes[job.stage] = process
-            self._send(process, "run\n", close=True)
-            return process.wait()
-        process = self._take_idle()
+    def _run_warm(self, job: Job, process: subprocess.Popen, announced: bool) -> int:
         with self._lock:
             self._processes[job.stage] = process
-        self._send(process, self._request(job, run=True), close=True)
+        if announced:  # it has the job and is starting the kernel: run it
+            self._send(process, "run\n", close=True)
+        else:
+            self._send(process, self._request(job, run=True), close=True)
         return process.wait()
 
     @staticmethod

@@ -80,8 +80,9 @@ def _classes():
     return _CLASSES["manager"]
 
 
-def start_kernel(kernel: str, cwd: Path):
-    """Launch this stage's fresh kernel now; return its (async) kernel manager."""
+def start_kernel(kernel: str, cwd: Path, needs: list[str] | None = None):
+    """Launch this stage's fresh kernel now; return its (async) kernel manager. ``needs``: the
+    modules the stage imports (a pool zygote still preloading loads them first)."""
     from jupyter_core.utils import run_sync
 
     manager = _classes()(kernel_name=kernel)
@@ -98,6 +99,7 @@ def start_kernel(kernel: str, cwd: Path):
             provisioner = kernelpool.forking_provisioner_class()
             manager.provisioner = provisioner(kernel_id=manager.kernel_id, kernel_spec=spec, parent=manager)
             manager.provisioner.pool = pool
+            manager.provisioner.needs = list(needs or [])
     try:
         run_sync(manager.start_kernel)(extra_arguments=list(KERNEL_ARGUMENTS), cwd=str(cwd))
     except Exception as exc:  # noqa: BLE001 - a missing kernel spec is the user's to fix

@@ -301,33 +301,48 @@ class ForkedKernel:
         self.send_signal(signal.SIGTERM)
 
 
-def request_kernel(path: Path, argv: list[str], cwd: str, env: dict) -> ForkedKernel | str:
+def request_kernel(path: Path, argv: list[str], cwd: str, env: dict, needs: list[str]) -> ForkedKernel | str:
     """Ask the zygote at ``path`` for a kernel; the kernel, or why it was not given (then the caller
-    starts its kernel as usual)."""
+    starts its kernel as usual). While the zygote is still importing the stage's modules it says
+    so, imports those next, and is asked again."""
+    message = json.dumps({"argv": argv, "cwd": cwd, "env": env, "needs": needs}).encode() + b"\n"
+    deadline = time.monotonic() + REPLY_TIMEOUT
+    while True:
+        reply, fds = _ask(path, message, max(1.0, deadline - time.monotonic()))
+        if not reply.get("wait"):
+            break
+        if time.monotonic() > deadline:
+            return "the kernel pool did not get ready in time"
+        time.sleep(0.02)
+    if "pid" not in reply or len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        return str(reply.get("refused", "no kernel"))
+    return ForkedKernel(int(reply["pid"]), fds[0], path.parent, list(reply.get("preloaded", [])))
+
+
+def _ask(path: Path, message: bytes, timeout: float) -> tuple[dict, list[int]]:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.settimeout(REPLY_TIMEOUT)
+    connection.settimeout(timeout)
+    fds: list[int] = []
     try:
         connection.connect(str(path))
-        message = json.dumps({"argv": argv, "cwd": cwd, "env": env}).encode() + b"\n"
         sys.stdout.flush()
         sys.stderr.flush()
-        socket.send_fds(connection, [message], [1, 2])
+        socket.send_fds(connection, [message], [1, 2])  # the kernel's stdout and stderr: this process's
         data, fds, _, _ = socket.recv_fds(connection, 1 << 16, 1)
         while data and not data.endswith(b"\n"):
             more = connection.recv(1 << 16)
             if not more:
                 break
             data += more
-        reply = json.loads(data) if data.endswith(b"\n") else {"refused": "no answer"}
+        return (json.loads(data) if data.endswith(b"\n") else {"refused": "no answer"}), fds
     except (OSError, ValueError) as exc:
-        return f"the kernel pool is not available ({type(exc).__name__})"
-    finally:
-        connection.close()
-    if "pid" not in reply or len(fds) != 1:
         for fd in fds:
             os.close(fd)
-        return str(reply.get("refused", "no kernel"))
-    return ForkedKernel(int(reply["pid"]), fds[0], path.parent, list(reply.get("preloaded", [])))
+        return {"refused": f"the kernel pool is not available ({type(exc).__name__})"}, []
+    finally:
+        connection.close()
 
 
 def forking_provisioner_class():
@@ -337,13 +352,15 @@ def forking_provisioner_class():
 
     class PoolProvisioner(LocalProvisioner):
         pool: Path | None = None
+        needs: list[str] = []   # the modules the stage imports: the zygote loads those first
         started: dict = {}
 
         async def launch_kernel(self, cmd, **kwargs):
             env = dict(kwargs.get("env") or os.environ)
             env["JPY_PARENT_PID"] = str(os.getpid())  # what jupyter_client's launcher sets
             cwd = str(kwargs.get("cwd") or os.getcwd())
-            got = request_kernel(self.pool, [os.path.expanduser(c) for c in cmd], cwd, env) if self.pool else "no pool"
+            got = request_kernel(self.pool, [os.path.expanduser(c) for c in cmd], cwd, env,
+                                 list(self.needs)) if self.pool else "no pool"
             if isinstance(got, str):
                 self.started = {"forked": False, "why": got}
                 return await super().launch_kernel(cmd, **kwargs)
