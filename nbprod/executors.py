@@ -104,7 +104,8 @@ class LocalExecutor(Executor):
     nbprod stages run in ``nbprod exec`` processes (nbprod.warmexec) that ``prepare`` starts ahead of
     their stage, so the next stage's Python start-up, imports and kernel start overlap the running
     stage. Each process still runs one stage, with a fresh kernel, the job's env, cwd and log, then
-    exits. Processes are started only for announced stages, so a run wastes none at its end.
+    exits. ``warm_up`` starts one per slot when the run starts; those never given a job are killed
+    at the end (they hold no kernel), so an up-to-date pipeline does not wait for them.
     """
 
     name = "local"
@@ -242,8 +243,15 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         with self._lock:
-            spares = list(self._prepared.values()) + self._idle + self._retired
+            idle = self._idle
+            spares = list(self._prepared.values()) + self._retired
             self._prepared, self._idle, self._retired = {}, [], []
+        for process in idle:  # never given a job: no kernel, nothing to stop; may still be importing
+            try:
+                process.kill()
+            except OSError:
+                pass
+            process.wait()
         for process in spares:  # not run: end of input, they stop their kernel and exit
             try:
                 process.stdin.close()
