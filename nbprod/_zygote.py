@@ -305,6 +305,13 @@ def become_kernel(child: dict) -> None:
     # multiprocessing's forked children do.
     import atexit
 
+    # A shutdown request is answered on the control thread, which then flushes the output streams
+    # through the IOPub thread and stops; ipykernel's atexit handler stops IOPub first and then
+    # joins the control thread, which can leave that flush waiting (then the kernel hung until
+    # jupyter_client's SIGTERM, 2.5 s later). Let the control thread finish first.
+    control = getattr(app, "control_thread", None)
+    if control is not None and control.is_alive():
+        control.join(timeout=1.0)
     threading._shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
