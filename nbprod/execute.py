@@ -197,6 +197,8 @@ class _CellFailed(Exception):
         self.source_cell, self.where, self.ename, self.evalue = source_cell, where, ename, evalue
 
 
+SNAPSHOT_EVERY = 1.0  # seconds between in-progress writes of the executed notebook
+
 OPTIONAL_IMPORTS = ("pyarrow", "isoduration", "rfc3986_validator", "rfc3339_validator", "rfc3987", "webcolors",
                     "uri_template", "fqdn", "jsonpointer")
 
@@ -316,18 +318,29 @@ def _run_papermill(executed: dict, out_path: Path, kernel: str, cwd: Path, stage
     from papermill.exceptions import PapermillExecutionError
 
     class ProgressEngine(NBClientEngine):
-        """Papermill's nbclient engine, reporting each cell to the run's events."""
+        """Papermill's nbclient engine, reporting each cell to the run's events.
+
+        Papermill rewrites the whole executed notebook when each cell starts and ends (~5 ms each,
+        ~0.07 s for a stage of seven cells). Here those in-progress snapshots are written at most
+        once a second; the notebook as it started is written at once, and Papermill always
+        writes the final notebook, and the failed one before raising."""
 
         @classmethod
         def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
             code_index = {id(c): i for i, c in enumerate(c for c in nb_man.nb.cells if c.cell_type == "code")}
-            original = nb_man.cell_start
+            original_start, original_save = nb_man.cell_start, nb_man.save
+            last_save = [time.monotonic()]
 
             def cell_start(cell, cell_index=None, **kw):
                 emit("cell", stage=stage, index=code_index.get(id(cell), 0) + 1, cells=cells)
-                return original(cell, cell_index, **kw)
+                return original_start(cell, cell_index, **kw)
 
-            nb_man.cell_start = cell_start
+            def save(**kw):
+                if time.monotonic() - last_save[0] >= SNAPSHOT_EVERY:
+                    original_save(**kw)
+                    last_save[0] = time.monotonic()
+
+            nb_man.cell_start, nb_man.save = cell_start, save
             return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
 
     papermill_engines.register("nbprod", ProgressEngine)
