@@ -54,7 +54,7 @@ def main():
         os.environ["MPLBACKEND"] = INLINE
     import ipykernel.ipkernel  # noqa: F401 - the kernel itself, IPython, zmq, tornado
     import ipykernel.kernelapp  # noqa: F401
-    import ipykernel.zmqshell  # noqa: F401
+    import ipykernel.zmqshell  # noqa: F401 - imported ahead, for the kernels
 
     line = sys.stdin.readline()
     if not line.strip():

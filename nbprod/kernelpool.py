@@ -148,10 +148,12 @@ class KernelPool:
     """Owned by one ``nbprod run``: its zygotes (one per folder stages run in), their sockets, and
     the index (folder -> socket) stage processes read."""
 
-    def __init__(self, python: str, env: dict, log: Path):
+    def __init__(self, python: str, env: dict, log: Path, groups: dict[str, list[str]]):
         self.python, self.env, self.log = python, env, log
         self.directory = Path(tempfile.mkdtemp(prefix="nbprod-k-"))  # short: socket paths are limited
         self.zygotes: dict[str, _Zygote] = {}
+        for folder, modules in list(groups.items())[:MAX_ZYGOTES]:
+            self._spawn(folder, modules)
 
     @classmethod
     def start(cls, kernel: str, log: Path, groups: dict[str, list[str]]) -> "KernelPool | None":
@@ -163,19 +165,15 @@ class KernelPool:
         if not supported():
             return None
         try:
-            pool = cls(sys.executable, _kernel_env({}), log)
+            pool = cls(sys.executable, _kernel_env({}), log, groups)
+            found = kernel_command(kernel)
+            if found is None or found[0][0] != sys.executable or found[1]:
+                pool.close()
+                if found is None:
+                    return None
+                pool = cls(found[0][0], _kernel_env(found[1]), log, groups)
         except OSError:
             return None
-        for folder, modules in list(groups.items())[:MAX_ZYGOTES]:
-            pool._spawn(folder, modules)
-        found = kernel_command(kernel)
-        if found is None or found[0][0] != sys.executable or found[1]:
-            pool.close()
-            if found is None:
-                return None
-            pool = cls(found[0][0], _kernel_env(found[1]), log)
-            for folder, modules in list(groups.items())[:MAX_ZYGOTES]:
-                pool._spawn(folder, modules)
         pool._publish()
         return pool
 
