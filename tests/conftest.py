@@ -48,6 +48,17 @@ def tree_digest(root: Path) -> dict[str, str]:
     return digest
 
 
+def code_notebook(cells) -> dict:
+    """A python3 notebook of code cells, from (tags, source) pairs."""
+    return {
+        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {"tags": tags}, "outputs": [],
+                   "source": source} for tags, source in cells],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                     "language_info": {"name": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+
+
 def load_nb(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import load_nb, nbprod, run
+from conftest import code_notebook, load_nb, nbprod, run
 
 OBSERVE = r'''import gc, json, os, random, sys
 import numpy as np
@@ -50,16 +50,6 @@ def observe(stage):
 LOCAL_HELPER = "VALUE = 'from the notebook folder'\n"
 
 
-def _notebook(cells) -> dict:
-    return {
-        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {"tags": tags}, "outputs": [],
-                   "source": source} for tags, source in cells],
-        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                     "language_info": {"name": "python"}},
-        "nbformat": 4, "nbformat_minor": 5,
-    }
-
-
 def _project(root: Path, pool_settings: str) -> Path:
     root.mkdir(parents=True)
     (root / "pyproject.toml").write_text('[project]\nname = "pool"\nversion = "0"\n\n[tool.nbprod]\n'
@@ -69,7 +59,7 @@ def _project(root: Path, pool_settings: str) -> Path:
     cells = [(["shared"], OBSERVE),
              (["stage:first", "outs:first.json"], "observe('first')"),
              (["stage:second", "outs:second.json"], "observe('second')\nimport helpers\nprint(helpers.VALUE)")]
-    (root / "notebooks" / "observe.ipynb").write_text(json.dumps(_notebook(cells), indent=1), encoding="utf-8")
+    (root / "notebooks" / "observe.ipynb").write_text(json.dumps(code_notebook(cells), indent=1), encoding="utf-8")
     run("git", "init", "-q", cwd=root)
     run("dvc", "init", "-q", cwd=root)
     run("git", "add", "-A", cwd=root)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_nb, nbprod, run, tree_digest
+from conftest import code_notebook, load_nb, nbprod, run, tree_digest
 
 BIN_DVC = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "dvc"
 
@@ -30,22 +30,12 @@ HAND_WRITTEN = """
 """
 
 
-def _notebook(cells) -> dict:
-    return {
-        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {"tags": tags}, "outputs": [],
-                   "source": source} for tags, source in cells],
-        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                     "language_info": {"name": "python"}},
-        "nbformat": 4, "nbformat_minor": 5,
-    }
-
-
 def _project(root: Path, cells, hand_written: str = "") -> Path:
     root.mkdir(parents=True)
     (root / "pyproject.toml").write_text('[project]\nname = "par"\nversion = "0"\n\n[tool.nbprod]\n'
                                          'notebooks = ["notebooks"]\nkernel = "python3"\n', encoding="utf-8")
     (root / "notebooks").mkdir()
-    (root / "notebooks" / "flow.ipynb").write_text(json.dumps(_notebook(cells), indent=1), encoding="utf-8")
+    (root / "notebooks" / "flow.ipynb").write_text(json.dumps(code_notebook(cells), indent=1), encoding="utf-8")
     run("git", "init", "-q", cwd=root)
     run("dvc", "init", "-q", cwd=root)
     nbprod("compile", cwd=root)
