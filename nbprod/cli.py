@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_init(args) -> int:
-    from .init import init_project
+    from .scaffold import init_project
 
     root = init_project(args.path, git=not args.no_git)
     print(f"Created nbprod project in {root}")
@@ -126,7 +126,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_exec(args) -> int:
-    from .execute import exec_stage
+    from .execution.stage import exec_stage
 
     exec_stage(args.stage)
     return 0
@@ -135,7 +135,7 @@ def cmd_exec(args) -> int:
 def cmd_run(args) -> int:
     from .console import RunView, print_summary
     from .project import find_project
-    from .run import run_pipeline
+    from .execution.run import run_pipeline
 
     project = find_project()
     view = RunView()
@@ -168,7 +168,7 @@ def _render_reports(project) -> None:
 def cmd_status(args) -> int:
     from .console import print_status
     from .project import find_project
-    from .status import pipeline_status
+    from .execution.status import pipeline_status
 
     statuses = pipeline_status(find_project())
     if args.json:
@@ -179,7 +179,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_debug(args) -> int:
-    from .debug import debug_console, debug_notebook
+    from .execution.debug import debug_console, debug_notebook
     from .project import find_project
 
     project = find_project()

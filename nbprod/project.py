@@ -23,7 +23,7 @@ class Project:
     notebook_paths: list[str] = field(default_factory=lambda: ["."])
     kernel: str = "python3"
     gates: dict = field(default_factory=dict)
-    kernel_pool: bool = True                # fork stage kernels from a warm process (nbprod.kernelpool)
+    kernel_pool: bool = True                # fork stage kernels from a warm process (nbprod.execution.kernelpool)
     preload: bool | list[str] = True        # what that process imports first: the stages' imports, none, + these
 
     def rel(self, path: Path) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import nbprod, tree_digest
+from helpers import nbprod, tree_digest
 
 CORPUS = Path(__file__).parent / "data" / "bad"
 CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "expected.txt").is_file())

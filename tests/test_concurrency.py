@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, nbprod, tree_digest
+from helpers import BIN, nbprod, tree_digest
 from test_faults import _outputs, _wait_for, copy, fault_base, reference  # noqa: F401  (fixtures)
 
 LOCKED = ("nbprod: error: .nbprod/run.lock: another nbprod run is in progress (pid {pid}). "

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import BIN, nbprod, run, save_nb
+from helpers import BIN, nbprod, run, save_nb
 from nbprod.compile import generate
 from nbprod.notebook import cell_source
 from nbprod.pipeline import load_pipeline

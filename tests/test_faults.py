@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import BIN, nbprod, run, save_nb
+from helpers import BIN, nbprod, run, save_nb
 
 STAGE_TWO = '''import os, pathlib, signal, time
 fault = os.environ.get("NBPROD_TEST_FAULT", "")
@@ -198,7 +198,7 @@ def test_interrupted_run_then_fresh_run(copy, reference, tmp_path, how):
             assert process.returncode == 130, out + err
             assert err.strip().splitlines()[-1] == "nbprod: interrupted", err
         # Nothing the run started may go on writing into the project after it is gone (after
-        # kill -9 the stage process notices its run is gone: nbprod.lifeline).
+        # kill -9 the stage process notices its run is gone: nbprod.execution.lifeline).
         _wait_for(lambda: not _processes_with(token), 60, "the run's stage and kernel to stop")
         _assert_whole_and_not_stale(copy, source)
         _recover(copy, reference, source)

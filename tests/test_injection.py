@@ -26,7 +26,7 @@ def _yaml(path: Path):
     """Read YAML as DVC does (ruamel, YAML 1.2)."""
     return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
 
-from conftest import load_nb, nbprod, save_nb, tree_digest
+from helpers import load_nb, nbprod, save_nb, tree_digest
 
 HOSTILE = [
     "x;touch pwned", "$(touch pwned)", "`touch pwned`", "a\nb", "a\rb", "../up", "/abs", "a b", "'q'", '"q"',

@@ -1,4 +1,4 @@
-"""The kernel pool (nbprod.kernelpool): a stage's kernel forked from the run's warm zygote is a fresh
+"""The kernel pool (nbprod.execution.kernelpool): a stage's kernel forked from the run's warm zygote is a fresh
 kernel in every way a stage can observe, and its results are bit for bit those of a new process.
 
 Each test runs the same real pipeline twice: with the pool (the default) and with
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import code_notebook, load_nb, nbprod, run
+from helpers import code_notebook, load_nb, nbprod, run
 
 OBSERVE = r'''import gc, json, os, random, sys
 import numpy as np

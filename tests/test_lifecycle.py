@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, nbprod, run, tree_digest
+from helpers import BIN, nbprod, run, tree_digest
 
 MODEL = ".nbprod/data/notebooks__model/train/model/value.joblib"
 GATES = '\n[tool.nbprod.gates]\nroc_auc = ">= 0.9"\naccuracy = ">= champion - 0.01"\n'

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import code_notebook, load_nb, nbprod, run, tree_digest
+from helpers import code_notebook, load_nb, nbprod, run, tree_digest
 
 BIN_DVC = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "dvc"
 

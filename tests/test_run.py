@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from conftest import BIN, find_cell, load_nb, nbprod, run, save_nb
+from helpers import BIN, find_cell, load_nb, nbprod, run, save_nb
 
 
 def stages_started(events_file) -> list[str]:

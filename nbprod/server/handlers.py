@@ -135,7 +135,7 @@ class StatusHandler(NbprodHandler):
             if active is not None:
                 # dvc holds the repo lock while a run is going; the events say what is happening.
                 return ({"root": self.relative_root(project), "running": active.id, "stages": []},)
-            from nbprod.status import pipeline_status
+            from nbprod.execution.status import pipeline_status
 
             states = await asyncio.to_thread(pipeline_status, project)
             return ({"root": self.relative_root(project), "running": None,
@@ -181,7 +181,7 @@ class DebugHandler(NbprodHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
         async def work():
-            from nbprod.debug import debug_notebook
+            from nbprod.execution.debug import debug_notebook
 
             data = self.body()
             project, pipeline = await self.project_and_pipeline(data)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nbprod.events import read_events
+from nbprod.execution.events import read_events
 
 RUNS_DIR = ".nbprod/runs"
 # Runs this server starts use "T"; runs started with `nbprod run` in a terminal use "-".
@@ -54,7 +54,7 @@ class Run:
 
     def _pid_alive(self) -> bool:
         # A run started by an earlier server (its own session) may still be going after a restart.
-        from nbprod.lifeline import pid_alive
+        from nbprod.execution.lifeline import pid_alive
 
         pid = self.pid
         return pid is not None and pid_alive(pid)

@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from .compile import LOAD_TAG, stage_notebook
-from .errors import NbprodError
-from .notebook import atomic_write, cell_source, code_cell, dumps_notebook, markdown_cell
-from .pipeline import Pipeline, Stage, load_pipeline
-from .project import DEBUG_DIR, Project
+from ..compile import LOAD_TAG, stage_notebook
+from ..errors import NbprodError
+from ..notebook import atomic_write, cell_source, code_cell, dumps_notebook, markdown_cell
+from ..pipeline import Pipeline, Stage, load_pipeline
+from ..project import DEBUG_DIR, Project
 
 
 def prepare_debug(project: Project, name: str) -> tuple[Stage, list[dict]]:
@@ -35,7 +35,7 @@ def prepare_debug(project: Project, name: str) -> tuple[Stage, list[dict]]:
     for cell in generated["cells"][1:]:
         tags = cell["metadata"].get("tags", [])
         if "parameters" in tags:
-            from .compile import _py_literal
+            from ..compile import _py_literal
 
             lines = ["# Parameters from params.yaml"] + [f"{k} = {_py_literal(v)}" for k, v in params.items()]
             cell = code_cell("\n".join(lines), ["parameters"])
@@ -80,7 +80,7 @@ def debug_console(project: Project, name: str, extra_args: list[str] | None = No
 def _params_values(project: Project, section: str, stage: Stage) -> dict:
     from ruamel.yaml import YAML, YAMLError
 
-    from .execute import _check_param
+    from .stage import _check_param
 
     spec_defaults = {}
     try:  # YAML 1.2, as DVC and `nbprod exec` read it ("yes" stays a string)

@@ -3,7 +3,7 @@
 Every stage gets a fresh kernel, started exactly as nbclient would start it (same kernel spec,
 working directory, arguments and environment); Papermill's client then connects to it instead of
 launching its own. Within a ``nbprod run`` the kernel is forked from the run's kernel pool when the
-pool can serve it exactly (``nbprod.kernelpool``); otherwise it is a new process as usual.
+pool can serve it exactly (``nbprod.execution.kernelpool``); otherwise it is a new process as usual.
 
 Two of jupyter_client's fixed waits are shortened, with the same checks:
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from . import kernelpool
-from .errors import NbprodError
+from ..errors import NbprodError
 
 # nbclient passes this to every kernel it starts; a pre-started kernel gets the same arguments.
 KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]

@@ -15,12 +15,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .compile import compile_project
-from .errors import NbprodError
+from ..compile import compile_project
+from ..errors import NbprodError
 from .lifeline import RUN_PID_ENV
 from .events import EVENTS_ENV, emit, read_events
-from .pipeline import Pipeline
-from .project import GENERATED_DIR, METRICS_DIR, Project
+from ..pipeline import Pipeline
+from ..project import GENERATED_DIR, METRICS_DIR, Project
 
 RUNS_DIR = f"{GENERATED_DIR}/runs"
 
@@ -81,7 +81,7 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
                  executor: str = "local", dvc_repro: bool = False) -> RunResult:
     """Compile, then reproduce the requested stages (all by default) as ``dvc repro`` would.
 
-    nbprod's scheduler (nbprod.schedule) runs up to ``jobs`` independent stages at a time on the
+    nbprod's scheduler (nbprod.execution.scheduler) runs up to ``jobs`` independent stages at a time on the
     named executor and records them with DVC in this process, leaving dvc.lock as ``dvc repro``
     writes it. ``dvc_repro`` hands the whole run to a ``dvc repro`` process instead (serial only).
     ``on_event`` is called with each event dict as it arrives (the CLI draws progress from it).
@@ -156,7 +156,7 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
 
 
 def _start_pool(project: Project, run_dir: Path):
-    """The run's kernel pool (nbprod.kernelpool), started first thing so that its zygotes import
+    """The run's kernel pool (nbprod.execution.kernelpool), started first thing so that its zygotes import
     ipykernel and the stages' modules while the pipeline compiles; None when off or impossible."""
     if not project.kernel_pool:
         return None
@@ -193,7 +193,7 @@ class _EnvironmentCapture:
         return forward
 
     def _work(self) -> None:
-        from .lifecycle.environment import capture
+        from ..lifecycle.environment import capture
 
         try:
             self._box["value"] = capture()
@@ -213,8 +213,8 @@ class _EnvironmentCapture:
 def _record_environment(project: Project, captured: dict) -> None:
     """Python, platform and a hash of every installed package of the run that produced the outputs
     (`.nbprod/environment.json`); `nbprod env check` reports drift from it."""
-    from .lifecycle.environment import CAPTURE_FILE
-    from .notebook import atomic_write
+    from ..lifecycle.environment import CAPTURE_FILE
+    from ..notebook import atomic_write
 
     path = project.root / CAPTURE_FILE
     text = json.dumps(captured, indent=1, sort_keys=True) + "\n"
@@ -273,7 +273,7 @@ def _dvc_repro(project: Project, targets, from_stage, force: bool, log: Path) ->
 
 
 def _scheduled_repro(project: Project, targets, from_stage, force: bool, log: Path, backend):
-    from .schedule import reproduce
+    from .scheduler import reproduce
 
     return reproduce(project, backend, log, targets=targets, from_stage=from_stage, force=force)
 

@@ -2,7 +2,7 @@
 
 A stage's fixed cost used to be a kernel start (a new Python importing ipykernel, ~1 s of CPU) plus
 the stage's own imports (pandas, scikit-learn, matplotlib: 1-2 s more), paid again by every stage.
-``nbprod run`` now starts one *zygote* per folder the stages run in (``nbprod/_zygote.py``, run with
+``nbprod run`` now starts one *zygote* per folder the stages run in (``nbprod/execution/_zygote.py``, run with
 the kernel's interpreter): it imports ipykernel and the third-party modules the stages import, then
 forks one kernel per stage on request. A forked kernel is a new process with its own empty
 namespace, started with the stage's arguments, working directory, environment, standard streams,
@@ -45,7 +45,7 @@ MAX_ZYGOTES = 4            # folders with their own zygote; stages elsewhere sta
 REPLY_TIMEOUT = 300.0      # a zygote still importing makes the stage wait, as its own imports would
 DENY = ("torch", "tensorflow", "keras", "jax", "jaxlib", "cupy", "numba.cuda", "pyspark", "ray", "dask.distributed",
         "distributed", "tkinter", "PyQt5", "PyQt6", "PySide2", "PySide6", "wx", "gi", "pylab",
-        "multiprocess", "IPython", "ipykernel", "nbprod.debug")
+        "multiprocess", "IPython", "ipykernel", "nbprod.execution.debug")
 # Imported by nbprod's own inputs/outputs cells when the named module's objects pass between stages.
 IMPLIED = {"pandas": ("pyarrow.parquet",), "sklearn": ("joblib",)}
 
@@ -109,7 +109,7 @@ def preload_groups(project) -> dict[str, list[str]]:
     """For each folder holding source notebooks: the modules its zygote preloads (the imports of
     those notebooks' code cells). Read straight from the notebooks, so that the zygotes can start
     before the pipeline is compiled; a guess that misses a module only costs that stage its import."""
-    from .analysis import sanitize
+    from ..analysis import sanitize
 
     sources: dict[str, list[str]] = {}
     for path in project.notebooks():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .compile import compile_project
-from .pipeline import Pipeline
-from .project import STAGES_DIR, Project
+from ..compile import compile_project
+from ..pipeline import Pipeline
+from ..project import STAGES_DIR, Project
 
 
 @dataclass

@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .compile import NBPROD_CMD
-from .errors import NbprodError
+from ..compile import NBPROD_CMD
+from ..errors import NbprodError
 from .executors import Executor, Job, JobResult
-from .project import Project
+from ..project import Project
 
 
 @dataclass

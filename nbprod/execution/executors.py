@@ -1,4 +1,4 @@
-"""Executors: where a stage's commands run. The scheduler (nbprod.schedule) decides what runs when;
+"""Executors: where a stage's commands run. The scheduler (nbprod.execution.scheduler) decides what runs when;
 an executor only runs jobs and reports when they finish. ``LocalExecutor`` runs them as processes here.
 
 A new backend (a Dask cluster, say) implements ``Executor`` and registers itself in ``EXECUTORS``;
@@ -101,7 +101,7 @@ class Executor(ABC):
 class LocalExecutor(Executor):
     """Each job is a child process group on this machine; one thread per running job waits for it.
 
-    nbprod stages run in ``nbprod exec`` processes (nbprod.warmexec) that ``prepare`` starts ahead of
+    nbprod stages run in ``nbprod exec`` processes (nbprod.execution.prestart) that ``prepare`` starts ahead of
     their stage, so the next stage's Python start-up, imports and kernel start overlap the running
     stage. Each process still runs one stage, with a fresh kernel, the job's env, cwd and log, then
     exits. ``warm_up`` starts one per slot when the run starts; those never given a job are killed
@@ -237,7 +237,7 @@ class LocalExecutor(Executor):
         return self._spawn()
 
     def _spawn(self) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "nbprod.warmexec"], stdin=subprocess.PIPE,
+        return subprocess.Popen([sys.executable, "-m", "nbprod.execution.prestart"], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
                                 start_new_session=True)
 
@@ -312,7 +312,7 @@ EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor}
 
 
 def make_executor(name: str, slots: int) -> Executor:
-    from .errors import NbprodError
+    from ..errors import NbprodError
 
     try:
         return EXECUTORS[name](slots)

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .analysis import literal_assignments
-from .compile import LOAD_TAG, SAVE_TAG, STATE_FILE
-from .errors import NbprodError, StageFailed
+from ..analysis import literal_assignments
+from ..compile import LOAD_TAG, SAVE_TAG, STATE_FILE
+from ..errors import NbprodError, StageFailed
 from .events import emit
 from .kernel import describe as _kernel_start, start_kernel as _start_kernel, stop_kernel as _stop_kernel
-from .notebook import atomic_write, cell_source, code_cell, dumps_notebook, read_notebook
-from .project import METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project, find_project
-from .tags import is_valid_name
+from ..notebook import atomic_write, cell_source, code_cell, dumps_notebook, read_notebook
+from ..project import METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project, find_project
+from ..tags import is_valid_name
 
 KEY_PACKAGES = ("nbprod", "papermill", "nbclient", "ipykernel", "dvc", "scikit-learn", "pandas", "numpy",
                 "pyarrow", "matplotlib")
@@ -95,7 +95,7 @@ def exec_stage(name: str, project: Project | None = None) -> ExecResult:
         emit("stage_end", stage=name, state="failed", duration=info["duration"], message=summary,
              notebook=rel_out, cell=error.source_cell)
         raise StageFailed(name, " ".join(summary.split()), rel_out)
-    from .scraps import numeric_metrics, read_scraps
+    from ..scraps import numeric_metrics, read_scraps
 
     metrics = numeric_metrics(read_scraps(result_nb, include_frames=False))
     metrics_path = root / METRICS_DIR / f"{name}.json"
@@ -175,7 +175,7 @@ def _source_cells(root: Path, name: str, nb: dict) -> list[int | None]:
 
 def _prepare(nb: dict, params: dict, sources: list[int | None]) -> dict:
     """The notebook to execute: source cell numbers in metadata, and params.yaml values injected."""
-    from .compile import _py_literal
+    from ..compile import _py_literal
 
     executed = json.loads(json.dumps(nb))
     cells = []
@@ -300,7 +300,7 @@ def prestart_kernel(name: str, project: Project | None = None) -> None:
 
 def _imports(nb: dict) -> list[str]:
     """The third-party modules the stage notebook imports (what a pool zygote should load first)."""
-    from .analysis import sanitize
+    from ..analysis import sanitize
     from .kernelpool import preload_modules
 
     return preload_modules([sanitize(cell_source(c))[0] for c in nb["cells"] if c["cell_type"] == "code"])

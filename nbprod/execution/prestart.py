@@ -17,7 +17,7 @@ import sys
 
 
 def main() -> int:
-    from .execute import _fast_imports
+    from .stage import _fast_imports
     from .lifeline import watch_run
 
     watch_run()  # before the slow imports: a run killed meanwhile takes this process with it
@@ -27,7 +27,7 @@ def main() -> int:
 
     _classes()  # jupyter_client's manager and client, used by nbprod.kernel.start_kernel
 
-    from . import cli
+    from .. import cli
 
     line = sys.stdin.readline()
     if not line.strip():
@@ -44,7 +44,7 @@ def main() -> int:
     os.close(log)
     if not job.get("run", True):
         # Announced ahead: start the stage's kernel now, run the stage only when told to.
-        from .execute import prestart_kernel, stop_prestarted
+        from .stage import prestart_kernel, stop_prestarted
 
         try:
             prestart_kernel(job["stage"])
@@ -56,7 +56,7 @@ def main() -> int:
     try:
         return cli.main(["exec", job["stage"]])
     finally:
-        from .execute import stop_prestarted
+        from .stage import stop_prestarted
 
         stop_prestarted()  # a stage that stopped before using its kernel must not leave it running
 
