@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("--note", default="", help="why this candidate was trained")
     p.add_argument("--keep-worktree", action="store_true", help="keep the candidate's worktree for inspection")
     p.add_argument("--json", action="store_true", help="print the candidate record as JSON")
+    p.add_argument("--events", type=Path, help="append progress events (JSON lines) to this file, as 'nbprod run "
+                                               "--events' does; the JupyterLab Models panel follows them")
     p.set_defaults(handler=cmd_retrain)
 
     p = subparsers.add_parser("approve", help="register a candidate as a model version and assign it to prod")
@@ -79,9 +82,12 @@ def _project():
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
+    from ..execution.events import EVENTS_ENV
     from ..lifecycle.candidates import CANDIDATES_DIR, retrain
 
     project = _project()
+    if args.events:
+        os.environ[EVENTS_ENV] = str(args.events.resolve())
     candidate = retrain(project, args.overrides, note=args.note, keep_worktree=args.keep_worktree,
                         echo=lambda text: print(text, file=sys.stderr, flush=True))
     record = candidate.record

@@ -19,10 +19,12 @@ from pathlib import Path
 import yaml
 
 from ..errors import NbprodError
+from ..execution.events import EVENTS_ENV, emit
 from ..project import Project
 from . import environment, gitrepo, registry
 from .config import LifecycleConfig, load_config, metrics_files, read_dvc_yaml, read_metrics
 from .dvccache import cache_dir, dvc, materialize, parse_lock
+from .exclusive import under_run_lock
 from .gates import check_gates, gates_passed
 
 CANDIDATES_DIR = ".nbprod/candidates"
@@ -71,8 +73,12 @@ def parse_overrides(root: Path, assignments: list[str]) -> dict[str, object]:
     return result
 
 
+@under_run_lock
 def retrain(project: Project, overrides: list[str] | None = None, note: str = "",
             keep_worktree: bool = False, echo=lambda text: None) -> Candidate:
+    """Progress goes to ``echo`` and, inside a run's events file (``NBPROD_EVENTS``, as the JupyterLab
+    panel starts it), as ``retrain_step`` events; the candidate's pipeline run writes its stage events there."""
+    echo = _announcing(echo)
     root = project.root
     gitrepo.require_repo(root)
     config = load_config(project)
@@ -126,7 +132,15 @@ def retrain(project: Project, overrides: list[str] | None = None, note: str = ""
             gitrepo.remove_worktree(root, work)
     candidate = Candidate(candidate_id, commit, record)
     write_record(root, candidate)
+    emit("retrain_end", candidate=candidate_id, gates_passed=passed)
     return candidate
+
+
+def _announcing(echo):
+    def both(text: str) -> None:
+        echo(text)
+        emit("retrain_step", message=text)
+    return both
 
 
 def write_record(root: Path, candidate: Candidate, status: str | None = None) -> Path:
@@ -217,9 +231,10 @@ def _set_params(path: Path, values: dict) -> None:
 def _run(work: Path, candidate_id: str) -> None:
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.pop("NBPROD_EVENTS", None)
+    events = env.pop(EVENTS_ENV, None)
     nbprod = Path(sys.executable).parent / "nbprod"
-    done = subprocess.run([str(nbprod) if nbprod.exists() else "nbprod", "run", "--no-report"], cwd=work,
+    done = subprocess.run([str(nbprod) if nbprod.exists() else "nbprod", "run", "--no-report",
+                           *(["--events", events] if events else [])], cwd=work,
                           capture_output=True, text=True, env=env)
     if done.returncode != 0:
         lines = [l for l in done.stderr.splitlines() if l.startswith("nbprod:")]

@@ -11,6 +11,7 @@ from ..project import Project
 from . import gitrepo, registry, workspace
 from .candidates import Candidate, load_candidate, write_record
 from .config import load_config
+from .exclusive import under_run_lock
 
 
 @dataclass
@@ -37,8 +38,10 @@ def _decided(root: Path, model: str, candidate: Candidate) -> str | None:
     return None
 
 
+@under_run_lock
 def approve(project: Project, candidate_id: str, by: str, note: str = "", override: str | None = None,
-            checkout: bool = False) -> Promotion:
+            checkout: bool = False, identity: dict | None = None) -> Promotion:
+    """``identity``: how the approver was authenticated (the JupyterLab panel), kept in the record."""
     root = project.root
     gitrepo.require_repo(root)
     config = load_config(project)
@@ -63,7 +66,7 @@ def approve(project: Project, candidate_id: str, by: str, note: str = "", overri
               "gates": candidate.record.get("gates", []), "gates_passed": not failed, "override": override,
               "metrics": candidate.record.get("metrics", {}), "previous": previous.version if previous else None,
               "model_path": config.model_path, "model_md5": candidate.record.get("model_md5"),
-              "environment": candidate.record.get("environment")}
+              "environment": candidate.record.get("environment"), **_identity(identity)}
     kept = _keep_if_unregistered(root, config.model_name, by, when, f"approval of {candidate_id}") if checkout \
         else None
     version = registry.register(root, config.model_name, candidate.commit, record)
@@ -74,7 +77,8 @@ def approve(project: Project, candidate_id: str, by: str, note: str = "", overri
     return Promotion(version, tag, kept, previous.version if previous else None)
 
 
-def reject(project: Project, candidate_id: str, by: str, note: str) -> str:
+@under_run_lock
+def reject(project: Project, candidate_id: str, by: str, note: str, identity: dict | None = None) -> str:
     root = project.root
     gitrepo.require_repo(root)
     config = load_config(project)
@@ -87,13 +91,15 @@ def reject(project: Project, candidate_id: str, by: str, note: str) -> str:
                           fix="run 'nbprod history' to see the decision")
     record = {"action": "reject", "by": by, "when": registry.now(), "note": note, "candidate": candidate_id,
               "gates": candidate.record.get("gates", []), "gates_passed": candidate.passed,
-              "metrics": candidate.record.get("metrics", {})}
+              "metrics": candidate.record.get("metrics", {}), **_identity(identity)}
     tag = registry.reject(root, config.model_name, candidate_id, candidate.commit, record)
     write_record(root, candidate, status="rejected")
     return tag
 
 
-def rollback(project: Project, version_text: str | None, by: str, note: str = "") -> Promotion:
+@under_run_lock
+def rollback(project: Project, version_text: str | None, by: str, note: str = "",
+             identity: dict | None = None) -> Promotion:
     """Restore a version's code, params, data, model and environment lock into the working tree and
     assign it to production again; the working state is first registered as a version if it is new."""
     root = project.root
@@ -112,7 +118,7 @@ def rollback(project: Project, version_text: str | None, by: str, note: str = ""
     kept = _keep_if_unregistered(root, model, by, when, f"rollback to {target.version}")
     record = {"action": "rollback", "by": by, "when": when, "note": note,
               "from": current.version if current else None, "to": target.version,
-              "kept": kept.version if kept else None, "model_path": config.model_path}
+              "kept": kept.version if kept else None, "model_path": config.model_path, **_identity(identity)}
     mismatched = _restore(root, target)
     if mismatched:
         raise NbprodError(f"restored outputs differ from {target.version}'s dvc.lock: {', '.join(mismatched)}",
@@ -149,6 +155,10 @@ def _refuse_unsaved(root: Path) -> None:
 
 def _restore(root: Path, version: registry.Version) -> list[str]:
     return workspace.restore(root, version.commit)
+
+
+def _identity(identity: dict | None) -> dict:
+    return {"identity": identity} if identity else {}
 
 
 def _require_text(value: str | None, option: str, what: str) -> None:
