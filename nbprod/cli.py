@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import NbprodError, StageFailed
+from .errors import NbprodError, StageFailed, exit_status
 
 # Command groups living in their own modules; each has register(subparsers).
-COMMAND_MODULES = ("nbprod.commands.report", "nbprod.commands.lifecycle")
+COMMAND_MODULES = ("nbprod.commands.report", "nbprod.commands.lifecycle", "nbprod.commands.data")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,15 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except NbprodError as exc:
-        print(f"nbprod: error: {exc}", file=sys.stderr)
-        return 2
-    except StageFailed as exc:
-        print(f"nbprod: {exc.summary}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("nbprod: interrupted", file=sys.stderr)
-        return 130
+    except (NbprodError, StageFailed, KeyboardInterrupt) as exc:
+        return exit_status(exc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip rendering HTML reports after the run")
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="run up to N independent stages at a time (default 1)")
-    p.add_argument("--executor", default="local", help="where stages run (default: local)")
+    p.add_argument("--executor", default="local", choices=("local", "dask"),
+                   help="where stages run: local processes (default) or a Dask cluster")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask scheduler, tcp://HOST:PORT (default: [tool.nbprod.dask] scheduler, "
+                        "else a local cluster of processes)")
     p.add_argument("--dvc-repro", action="store_true",
                    help="let a 'dvc repro' process run the stages instead of nbprod's scheduler (serial)")
     p.set_defaults(handler=cmd_run)
@@ -139,30 +136,48 @@ def cmd_run(args) -> int:
 
     project = find_project()
     view = RunView()
-    with view:
-        result = run_pipeline(project, args.stages or None, from_stage=args.from_stage, force=args.force,
-                              events_path=args.events, on_event=view.on_event, jobs=args.jobs,
-                              executor=args.executor, dvc_repro=args.dvc_repro)
+    reports = None if args.no_report else _report_worker(project)
+
+    def on_event(event: dict) -> None:
+        view.on_event(event)
+        if reports is not None:
+            reports.on_event(event)  # each stage's report renders as it ends, while the next runs
+
+    try:
+        with view:
+            result = run_pipeline(project, args.stages or None, from_stage=args.from_stage, force=args.force,
+                                  events_path=args.events, on_event=on_event, jobs=args.jobs,
+                                  executor=args.executor, dvc_repro=args.dvc_repro, scheduler=args.scheduler)
+    except BaseException:
+        if reports is not None:
+            reports.close()
+        raise
     print_summary(result.outcomes)
-    if not args.no_report:
-        _render_reports(project)
+    if reports is not None:
+        _finish_reports(project, reports)
     if not result.ok:
         print(f"nbprod: {result.message}", file=sys.stderr)
         return 1
     return 0
 
 
-def _render_reports(project) -> None:
+def _report_worker(project):
     try:
-        from .report import render_reports
+        from .report.worker import ReportWorker
     except ImportError:
-        return
-    paths = render_reports(project)
+        return None
+    return ReportWorker(project)
+
+
+def _finish_reports(project, reports) -> None:
+    """Wait for the reports still rendering; a no-op run renders (and writes) nothing."""
+    from .report.worker import LOG
+
+    if reports.finish() != 0:
+        print(f"nbprod: rendering the reports failed; see {LOG}", file=sys.stderr)
     index = project.root / "reports" / "index.html"
     if index.exists():
         print(f"Reports: {index}")
-    elif paths:
-        print(f"Reports: {paths[0].parent}")
 
 
 def cmd_status(args) -> int:

@@ -39,3 +39,19 @@ class StageFailed(Exception):
         self.stage = stage
         self.summary = summary
         self.executed_path = executed_path
+
+
+def exit_status(exc: NbprodError | StageFailed | KeyboardInterrupt) -> int:
+    """Print how a command ended on one line (stderr) and return its exit status: 2 for a user
+    error, 1 for a failed stage, 130 for Ctrl-C. The CLI and the pre-started stage process both
+    end this way, so ``nbprod exec`` looks the same from DVC whichever process ran it."""
+    import sys
+
+    if isinstance(exc, NbprodError):
+        print(f"nbprod: error: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(exc, StageFailed):
+        print(f"nbprod: {exc.summary}", file=sys.stderr)
+        return 1
+    print("nbprod: interrupted", file=sys.stderr)
+    return 130

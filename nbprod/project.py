@@ -13,6 +13,7 @@ STAGES_DIR = ".nbprod/stages"
 REPORTS_DIR = "reports"
 METRICS_DIR = "metrics"
 DEBUG_DIR = "nbprod-debug"
+ENVIRONMENT_FILE = ".nbprod/environment.json"  # the environment of the last run that produced outputs
 _SKIP_DIRS = {".git", ".dvc", ".nbprod", ".venv", "venv", "node_modules", "reports", "__pycache__",
               ".ipynb_checkpoints", ".dvcstore", DEBUG_DIR}
 
@@ -25,6 +26,7 @@ class Project:
     gates: dict = field(default_factory=dict)
     kernel_pool: bool = True                # fork stage kernels from a warm process (nbprod.execution.kernelpool)
     preload: bool | list[str] = True        # what that process imports first: the stages' imports, none, + these
+    dask: dict = field(default_factory=dict)  # [tool.nbprod.dask]: scheduler = "tcp://HOST:PORT"
 
     def rel(self, path: Path) -> str:
         return path.resolve().relative_to(self.root).as_posix()
@@ -96,5 +98,9 @@ def load_project(root: Path) -> Project:
             isinstance(m, str) and m and all(p.isidentifier() for p in m.split(".")) for m in preload)):
         raise NbprodError("[tool.nbprod] preload must be true, false or a list of module names", "pyproject.toml",
                           fix='write preload = ["pandas", "sklearn"] (added to the stages\' own imports) or false')
-    return Project(root=root, notebook_paths=notebooks, kernel=kernel, gates=gates, kernel_pool=kernel_pool,
+    dask = config.get("dask", {})
+    if not isinstance(dask, dict) or not isinstance(dask.get("scheduler", ""), str):
+        raise NbprodError("[tool.nbprod.dask] scheduler must be an address string", "pyproject.toml",
+                          fix='write [tool.nbprod.dask] scheduler = "tcp://HOST:8786"')
+    return Project(root=root, notebook_paths=notebooks, kernel=kernel, gates=gates, kernel_pool=kernel_pool, dask=dask,
                    preload=preload)

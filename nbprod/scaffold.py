@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from .errors import NbprodError
+from .proc import git_output, tool
 
 
 def template_dirs() -> tuple[Path, Path]:
@@ -43,9 +44,9 @@ def init_project(path: Path, git: bool = True) -> Path:
             shutil.copyfile(notebook, root / "notebooks" / notebook.name)
         if git:
             _run(root, "git", "init", "-q")
-        _run(root, _tool("dvc"), "init", "-q", *([] if git else ["--no-scm"]))
-        _run(root, _tool("dvc"), "remote", "add", "-d", "-q", "local", str(root / ".dvcstore"))
-        _run(root, _tool("dvc"), "remote", "modify", "local", "url", "../.dvcstore")
+        _run(root, tool("dvc"), "init", "-q", *([] if git else ["--no-scm"]))
+        _run(root, tool("dvc"), "remote", "add", "-d", "-q", "local", str(root / ".dvcstore"))
+        _run(root, tool("dvc"), "remote", "modify", "local", "url", "../.dvcstore")
         from .compile import compile_project
         from .project import load_project
 
@@ -59,17 +60,9 @@ def init_project(path: Path, git: bool = True) -> Path:
     return root
 
 
-def _tool(name: str) -> str:
-    import sys
-
-    local = Path(sys.executable).parent / name
-    return str(local) if local.exists() else name
-
-
 def _identity(root: Path) -> list[str]:
     """A committer identity for the first commit only when git has none configured."""
-    done = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True)
-    if done.returncode == 0 and done.stdout.strip():
+    if git_output(root, "config", "user.email"):
         return []
     return ["-c", "user.name=nbprod", "-c", "user.email=nbprod@localhost"]
 

@@ -15,6 +15,7 @@ from ..compile import LOAD_TAG, stage_notebook
 from ..errors import NbprodError
 from ..notebook import atomic_write, cell_source, code_cell, dumps_notebook, markdown_cell
 from ..pipeline import Pipeline, Stage, load_pipeline
+from ..proc import tool
 from ..project import DEBUG_DIR, Project
 
 
@@ -35,9 +36,9 @@ def prepare_debug(project: Project, name: str) -> tuple[Stage, list[dict]]:
     for cell in generated["cells"][1:]:
         tags = cell["metadata"].get("tags", [])
         if "parameters" in tags:
-            from ..compile import _py_literal
+            from ..compile import py_literal
 
-            lines = ["# Parameters from params.yaml"] + [f"{k} = {_py_literal(v)}" for k, v in params.items()]
+            lines = ["# Parameters from params.yaml"] + [f"{k} = {py_literal(v)}" for k, v in params.items()]
             cell = code_cell("\n".join(lines), ["parameters"])
         cells.append(cell)
     return stage, cells
@@ -80,7 +81,7 @@ def debug_console(project: Project, name: str, extra_args: list[str] | None = No
 def _params_values(project: Project, section: str, stage: Stage) -> dict:
     from ruamel.yaml import YAML, YAMLError
 
-    from .stage import _check_param
+    from .stage import check_param
 
     spec_defaults = {}
     try:  # YAML 1.2, as DVC and `nbprod exec` read it ("yes" stays a string)
@@ -90,7 +91,7 @@ def _params_values(project: Project, section: str, stage: Stage) -> dict:
         pass
     values = {key: spec_defaults[key] for key in stage.params if key in spec_defaults}
     for key, value in values.items():
-        _check_param(f"{section}.{key}", value)
+        check_param(f"{section}.{key}", value)
     return values
 
 
@@ -100,7 +101,7 @@ def _checkout_inputs(project: Project, pipeline: Pipeline, stage: Stage) -> None
     missing = [p for p in needed if not any((project.root / p).glob("value.*"))]
     if not missing:
         return
-    done = subprocess.run([_dvc(), "checkout", *missing], cwd=project.root, capture_output=True, text=True)
+    done = subprocess.run([tool("dvc"), "checkout", *missing], cwd=project.root, capture_output=True, text=True)
     still = [p for p in missing if not any((project.root / p).glob("value.*"))]
     if done.returncode != 0 or still:
         producers = sorted({stage.inputs[Path(p).name] for p in still or missing})
@@ -109,6 +110,3 @@ def _checkout_inputs(project: Project, pipeline: Pipeline, stage: Stage) -> None
                           fix=f"run 'nbprod run {' '.join(producers)}' first")
 
 
-def _dvc() -> str:
-    local = Path(sys.executable).parent / "dvc"
-    return str(local) if local.exists() else "dvc"

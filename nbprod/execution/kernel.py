@@ -28,7 +28,7 @@ KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
 _CLASSES: dict = {}
 
 
-def _classes():
+def manager_class():
     """The manager and client classes (built lazily: jupyter_client loads only where kernels start)."""
     if not _CLASSES:
         from queue import Empty
@@ -85,7 +85,7 @@ def start_kernel(kernel: str, cwd: Path, needs: list[str] | None = None):
     modules the stage imports (a pool zygote still preloading loads them first)."""
     from jupyter_core.utils import run_sync
 
-    manager = _classes()(kernel_name=kernel)
+    manager = manager_class()(kernel_name=kernel)
     pool = kernelpool.pool_socket(cwd)
     if pool is not None:  # this run keeps a warm zygote for this folder: fork the kernel from it
         try:

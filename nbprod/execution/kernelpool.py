@@ -133,10 +133,11 @@ def _kernel_env(spec_env: dict) -> dict:
     env = dict(os.environ)
     env.update(spec_env)
     env.pop("PYTHONEXECUTABLE", None)
-    # Stage processes get the run's environment with this venv's bin first (nbprod.schedule and
-    # _dvc_repro); their kernels inherit it.
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return env
+    # Stage processes get the run's environment with this venv's bin first (the scheduler and
+    # run._dvc_repro, through nbprod.proc.tool_env); their kernels inherit it.
+    from ..proc import tool_env
+
+    return tool_env(env)
 
 
 class _Zygote:

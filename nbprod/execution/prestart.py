@@ -6,7 +6,7 @@ is only announced: its kernel is started at once, and the stage runs when the li
 
 ``LocalExecutor`` keeps one per slot, so a stage's process start-up happens while the previous stage
 runs. It still runs exactly one stage, in its own fresh kernel, with the job's environment, working
-directory and log, through the same ``nbprod exec`` code and exit codes; then it exits.
+directory and log, through the same code and exit statuses as ``nbprod exec``; then it exits.
 """
 
 from __future__ import annotations
@@ -17,17 +17,15 @@ import sys
 
 
 def main() -> int:
-    from .stage import _fast_imports
+    from .stage import import_papermill
     from .lifeline import watch_run
 
     watch_run()  # before the slow imports: a run killed meanwhile takes this process with it
 
-    _fast_imports()
-    from .kernel import _classes
+    import_papermill()
+    from .kernel import manager_class
 
-    _classes()  # jupyter_client's manager and client, used by nbprod.kernel.start_kernel
-
-    from .. import cli
+    manager_class()  # jupyter_client's manager and client, used by nbprod.kernel.start_kernel
 
     line = sys.stdin.readline()
     if not line.strip():
@@ -53,11 +51,15 @@ def main() -> int:
         if sys.stdin.readline().strip() != "run":
             stop_prestarted()  # not needed after all (stage unchanged, run stopped)
             return 0
-    try:
-        return cli.main(["exec", job["stage"]])
-    finally:
-        from .stage import stop_prestarted
+    from ..errors import NbprodError, StageFailed, exit_status
+    from .stage import exec_stage, stop_prestarted
 
+    try:
+        exec_stage(job["stage"])  # what `nbprod exec STAGE` runs, with the same exit statuses
+        return 0
+    except (NbprodError, StageFailed, KeyboardInterrupt) as exc:
+        return exit_status(exc)
+    finally:
         stop_prestarted()  # a stage that stopped before using its kernel must not leave it running
 
 

@@ -6,9 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -20,6 +18,7 @@ from ..errors import NbprodError
 from .lifeline import RUN_PID_ENV
 from .events import EVENTS_ENV, emit, read_events
 from ..pipeline import Pipeline
+from ..proc import stop_group, tool, tool_env
 from ..project import GENERATED_DIR, METRICS_DIR, Project
 
 RUNS_DIR = f"{GENERATED_DIR}/runs"
@@ -78,7 +77,7 @@ class RunLock:
 
 def run_pipeline(project: Project, targets: list[str] | None = None, *, from_stage: str | None = None,
                  force: bool = False, events_path: Path | None = None, on_event=None, jobs: int = 1,
-                 executor: str = "local", dvc_repro: bool = False) -> RunResult:
+                 executor: str = "local", dvc_repro: bool = False, scheduler: str | None = None) -> RunResult:
     """Compile, then reproduce the requested stages (all by default) as ``dvc repro`` would.
 
     nbprod's scheduler (nbprod.execution.scheduler) runs up to ``jobs`` independent stages at a time on the
@@ -96,7 +95,9 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
     if not dvc_repro:
         from .executors import make_executor
 
-        backend = make_executor(executor, jobs)  # an unknown executor fails before anything changes
+        # An unknown executor or an unreachable cluster fails before anything changes.
+        backend = make_executor(executor, jobs, scheduler=scheduler or project.dask.get("scheduler"),
+                                project_root=project.root)
     held = contextlib.ExitStack()
     held.enter_context(RunLock(project))  # first of all: a run refused here leaves no trace
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -108,7 +109,8 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
     log = run_dir / "dvc.log"
     os.environ[EVENTS_ENV] = str(events)
     os.environ[RUN_PID_ENV] = str(os.getpid())  # stage processes end with this run (nbprod.lifeline)
-    pool = _start_pool(project, run_dir)
+    # A pool's kernels run on this machine: stages on remote workers start their own.
+    pool = _start_pool(project, run_dir) if executor == "local" or dvc_repro else None
     if pool is not None:
         held.callback(pool.close)
     if backend is not None:
@@ -193,7 +195,7 @@ class _EnvironmentCapture:
         return forward
 
     def _work(self) -> None:
-        from ..lifecycle.environment import capture
+        from ..provenance import capture
 
         try:
             self._box["value"] = capture()
@@ -213,10 +215,10 @@ class _EnvironmentCapture:
 def _record_environment(project: Project, captured: dict) -> None:
     """Python, platform and a hash of every installed package of the run that produced the outputs
     (`.nbprod/environment.json`); `nbprod env check` reports drift from it."""
-    from ..lifecycle.environment import CAPTURE_FILE
     from ..notebook import atomic_write
+    from ..project import ENVIRONMENT_FILE
 
-    path = project.root / CAPTURE_FILE
+    path = project.root / ENVIRONMENT_FILE
     text = json.dumps(captured, indent=1, sort_keys=True) + "\n"
     try:
         if path.read_text(encoding="utf-8") == text:
@@ -246,16 +248,14 @@ def _select(pipeline: Pipeline, targets: list[str] | None, from_stage: str | Non
 
 
 def _dvc_repro(project: Project, targets, from_stage, force: bool, log: Path) -> int:
-    command = [_dvc_executable(), "repro"]
+    command = [tool("dvc"), "repro"]
     if force:
         command.append("--force")
     if from_stage:
         command += ["--downstream", from_stage]
     elif targets:
         command += list(targets)
-    env = dict(os.environ)
-    bin_dir = str(Path(sys.executable).parent)
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")  # so the stages' `nbprod exec` is found
+    env = tool_env()  # so the stages' `nbprod exec` is this nbprod
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=project.root, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
@@ -263,12 +263,7 @@ def _dvc_repro(project: Project, targets, from_stage, force: bool, log: Path) ->
             return process.wait()
         except KeyboardInterrupt:
             # Ctrl-C: stop DVC and its stage (DVC then leaves dvc.lock as it was for that stage).
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_group(process)
             raise
 
 
@@ -276,11 +271,6 @@ def _scheduled_repro(project: Project, targets, from_stage, force: bool, log: Pa
     from .scheduler import reproduce
 
     return reproduce(project, backend, log, targets=targets, from_stage=from_stage, force=force)
-
-
-def _dvc_executable() -> str:
-    local = Path(sys.executable).parent / "dvc"
-    return str(local) if local.exists() else "dvc"
 
 
 def _dvc_error(log: Path) -> str | None:

@@ -3,14 +3,13 @@
 This is the ``cmd`` of every nbprod stage in dvc.yaml, so it is on the hot path of each run: heavy
 imports happen only once the stage is known to be valid, the stage's (fresh) kernel is launched
 before Papermill is imported so that both start-ups overlap, and optional imports that Papermill
-never needs for local files are kept out (see ``_fast_imports``).
+never needs for local files are kept out (see ``import_papermill``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -23,11 +22,10 @@ from ..errors import NbprodError, StageFailed
 from .events import emit
 from .kernel import describe as _kernel_start, start_kernel as _start_kernel, stop_kernel as _stop_kernel
 from ..notebook import atomic_write, cell_source, code_cell, dumps_notebook, read_notebook
+from ..proc import git_output
+from ..provenance import key_packages
 from ..project import METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project, find_project
 from ..tags import is_valid_name
-
-KEY_PACKAGES = ("nbprod", "papermill", "nbclient", "ipykernel", "dvc", "scikit-learn", "pandas", "numpy",
-                "pyarrow", "matplotlib")
 
 
 @dataclass
@@ -61,7 +59,7 @@ def exec_stage(name: str, project: Project | None = None) -> ExecResult:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     cells = sum(1 for c in executed["cells"] if c["cell_type"] == "code")
     info = {"stage": name, "notebook": source_nb, "params": params, "git": _git_state(root),
-            "python": sys.version.split()[0], "packages": _package_versions(), "status": "running",
+            "python": sys.version.split()[0], "packages": key_packages(), "status": "running",
             "error": None}
     started = time.time()
     info["started"] = _iso(started)
@@ -129,21 +127,21 @@ def _stage_params(root: Path, nb: dict, section: str) -> dict:
             for key in defaults:
                 if key in section_values:
                     values[key] = section_values[key]
-                    _check_param(f"{section}.{key}", values[key])
+                    check_param(f"{section}.{key}", values[key])
     return values
 
 
-def _check_param(name: str, value: object) -> None:
+def check_param(name: str, value: object) -> None:
     """A params.yaml value the kernel can receive exactly: what a parameters cell may hold."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return
     if isinstance(value, list):
         for item in value:
-            _check_param(name, item)
+            check_param(name, item)
         return
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         for item in value.values():
-            _check_param(name, item)
+            check_param(name, item)
         return
     kind = {"date": "a date", "datetime": "a date and time", "bytes": "binary data", "set": "a set",
             "dict": "a mapping with non-string keys"}.get(type(value).__name__, f"a {type(value).__name__}")
@@ -175,7 +173,7 @@ def _source_cells(root: Path, name: str, nb: dict) -> list[int | None]:
 
 def _prepare(nb: dict, params: dict, sources: list[int | None]) -> dict:
     """The notebook to execute: source cell numbers in metadata, and params.yaml values injected."""
-    from ..compile import _py_literal
+    from ..compile import py_literal
 
     executed = json.loads(json.dumps(nb))
     cells = []
@@ -185,7 +183,7 @@ def _prepare(nb: dict, params: dict, sources: list[int | None]) -> dict:
         cells.append(cell)
         if "parameters" in cell.get("metadata", {}).get("tags", []) and params:
             lines = ["# Parameters from params.yaml, injected by nbprod exec"]
-            lines += [f"{key} = {_py_literal(value)}" for key, value in params.items()]
+            lines += [f"{key} = {py_literal(value)}" for key, value in params.items()]
             cells.append(code_cell("\n".join(lines), ["injected-parameters"]))
     executed["cells"] = cells
     return executed
@@ -203,7 +201,7 @@ OPTIONAL_IMPORTS = ("pyarrow", "isoduration", "rfc3986_validator", "rfc3339_vali
                     "uri_template", "fqdn", "jsonpointer")
 
 
-def _fast_imports():
+def import_papermill():
     # jsonschema imports rfc3987_syntax only to check the "iri" string format, which notebook
     # schemas never use; building its ~35 Lark parsers costs ~3 s per process. Without the module,
     # jsonschema skips that one optional checker (an ImportError it expects), nothing else changes.
@@ -314,7 +312,7 @@ def stop_prestarted() -> None:
 
 def _run_papermill(executed: dict, out_path: Path, kernel: str, cwd: Path, stage: str, cells: int,
                    manager=None) -> None:
-    nbformat, papermill, NBClientEngine, papermill_engines = _fast_imports()
+    nbformat, papermill, NBClientEngine, papermill_engines = import_papermill()
     from papermill.exceptions import PapermillExecutionError
 
     class ProgressEngine(NBClientEngine):
@@ -364,51 +362,9 @@ def _run_papermill(executed: dict, out_path: Path, kernel: str, cwd: Path, stage
 
 
 def _git_state(root: Path) -> dict:
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    commit = git_output(root, "rev-parse", "HEAD")
+    status = git_output(root, "status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
-
-
-def _package_versions() -> dict:
-    """Installed versions of KEY_PACKAGES, as importlib.metadata.version reports them.
-
-    One listing of each sys.path folder instead of one full metadata search per package (~0.1 s).
-    """
-    wanted = {_normalise(name): name for name in KEY_PACKAGES}
-    versions: dict[str, str] = {}
-    for folder in sys.path:
-        try:
-            entries = os.listdir(folder or ".")
-        except OSError:
-            continue
-        for entry in entries:
-            if not entry.endswith(".dist-info"):
-                continue
-            dist, _, version = entry[: -len(".dist-info")].partition("-")
-            name = wanted.get(_normalise(dist))
-            if name and name not in versions and version:
-                versions[name] = version
-    if len(versions) < len(wanted):  # egg-info or unusual layouts: ask importlib.metadata
-        from importlib import metadata
-
-        for name in KEY_PACKAGES:
-            if name not in versions:
-                try:
-                    versions[name] = metadata.version(name)
-                except metadata.PackageNotFoundError:
-                    continue
-    return {name: versions[name] for name in KEY_PACKAGES if name in versions}
-
-
-def _normalise(name: str) -> str:
-    return name.lower().replace("-", "_").replace(".", "_")
 
 
 def _iso(stamp: float) -> str:

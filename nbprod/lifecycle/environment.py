@@ -1,42 +1,19 @@
-"""Environment capture: Python version, platform and a hash of every installed package; the
-``requirements.lock`` file (a stage may depend on it); drift since the last capture or run."""
+"""Environment lock and drift: the ``requirements.lock`` file (a stage may depend on it) and what
+changed since the last capture or run. Capturing and listing packages is nbprod.provenance's job."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
-import sys
-from importlib import metadata
 from pathlib import Path
 
+from ..project import ENVIRONMENT_FILE, REPORTS_DIR
+from ..provenance import canonical_name, capture, installed_packages, packages_hash
+
+__all__ = ["CAPTURE_FILE", "LOCK_FILE", "capture", "diff", "drift", "installed_packages", "lock_text",
+           "packages_hash", "parse_lock", "write_capture", "write_lock"]
+
 LOCK_FILE = "requirements.lock"
-CAPTURE_FILE = ".nbprod/environment.json"
-
-
-def installed_packages() -> dict[str, str]:
-    packages = {}
-    for dist in metadata.distributions():
-        name = (dist.metadata.get("Name") or "").strip()
-        if name:
-            packages[_canonical(name)] = dist.version
-    return dict(sorted(packages.items()))
-
-
-def _canonical(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
-
-
-def capture() -> dict:
-    packages = installed_packages()
-    return {"python": platform.python_version(), "implementation": sys.implementation.name,
-            "platform": platform.platform(terse=True), "packages_sha256": packages_hash(packages),
-            "packages": packages}
-
-
-def packages_hash(packages: dict[str, str]) -> str:
-    text = "".join(f"{name}=={version}\n" for name, version in sorted(packages.items()))
-    return hashlib.sha256(text.encode()).hexdigest()
+CAPTURE_FILE = ENVIRONMENT_FILE
 
 
 def lock_text(env: dict) -> str:
@@ -55,7 +32,7 @@ def parse_lock(text: str) -> dict:
             python = line.split()[2]
         elif line and not line.startswith("#") and "==" in line:
             name, _, version = line.partition("==")
-            packages[_canonical(name.strip())] = version.strip()
+            packages[canonical_name(name.strip())] = version.strip()
     return {"python": python, "packages": packages, "packages_sha256": packages_hash(packages)}
 
 
@@ -106,12 +83,12 @@ def drift(root: Path) -> list[tuple[str, list[str]]]:
             checks.append((CAPTURE_FILE, diff(json.loads(captured.read_text(encoding="utf-8")), current)))
         except ValueError:
             checks.append((CAPTURE_FILE, ["unreadable; run 'nbprod env lock' or retrain to record it again"]))
-    for executed in sorted((root / "reports").glob("*.ipynb")):
+    for executed in sorted((root / REPORTS_DIR).glob("*.ipynb")):
         try:
             info = json.loads(executed.read_text(encoding="utf-8"))["metadata"]["nbprod"]
         except (ValueError, KeyError, OSError):
             continue
         recorded = {"python": info.get("python"), "complete": False,
-                    "packages": {_canonical(k): v for k, v in (info.get("packages") or {}).items()}}
+                    "packages": {canonical_name(k): v for k, v in (info.get("packages") or {}).items()}}
         checks.append((executed.relative_to(root).as_posix(), diff(recorded, current)))
     return checks
