@@ -12,7 +12,8 @@ from . import __version__
 from .errors import NbprodError, StageFailed, exit_status
 
 # Command groups living in their own modules; each has register(subparsers).
-COMMAND_MODULES = ("nbprod.commands.report", "nbprod.commands.lifecycle", "nbprod.commands.data")
+COMMAND_MODULES = ("nbprod.commands.report", "nbprod.commands.lifecycle", "nbprod.commands.data",
+                   "nbprod.commands.serve")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +176,7 @@ def _finish_reports(project, reports) -> None:
 
     if reports.finish() != 0:
         print(f"nbprod: rendering the reports failed; see {LOG}", file=sys.stderr)
-    index = project.root / "reports" / "index.html"
+    index = project.root / REPORTS_DIR / "index.html"
     if index.exists():
         print(f"Reports: {index}")
 

@@ -8,8 +8,11 @@ from pathlib import Path
 
 from .errors import NbprodError
 
+PYPROJECT = "pyproject.toml"
 GENERATED_DIR = ".nbprod"
 STAGES_DIR = ".nbprod/stages"
+RUNS_DIR = ".nbprod/runs"              # one folder per run: events.jsonl, dvc.log, stage logs
+CANDIDATES_DIR = ".nbprod/candidates"  # retrain candidates' records and comparison reports
 REPORTS_DIR = "reports"
 METRICS_DIR = "metrics"
 DEBUG_DIR = "nbprod-debug"
@@ -69,16 +72,25 @@ def find_project(start: Path | str | None = None) -> Project:
                       fix="run 'nbprod init NAME' to create a project, or 'dvc init' in this folder")
 
 
+def read_config(root: Path) -> dict:
+    """The project's ``[tool.nbprod]`` table ({} without pyproject.toml or the table): the one reader
+    of the project's settings. Each part of nbprod checks the keys it owns, naming them as
+    ``[tool.nbprod] KEY`` (or ``[tool.nbprod.TABLE] KEY``) in ``PYPROJECT`` with the fix."""
+    path = Path(root) / PYPROJECT
+    if not path.is_file():
+        return {}
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("nbprod", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise NbprodError(f"is not valid TOML ({exc})", PYPROJECT, fix="correct the syntax of pyproject.toml") from None
+    if not isinstance(config, dict):
+        raise NbprodError("tool.nbprod must be a table", PYPROJECT, fix="write a [tool.nbprod] section")
+    return config
+
+
 def load_project(root: Path) -> Project:
     root = root.resolve()
-    config: dict = {}
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            config = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("nbprod", {})
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise NbprodError(f"is not valid TOML ({exc})", "pyproject.toml",
-                              fix="correct the syntax of pyproject.toml") from None
+    config = read_config(root)
     notebooks = config.get("notebooks", ["."])
     if isinstance(notebooks, str):
         notebooks = [notebooks]

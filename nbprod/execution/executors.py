@@ -38,6 +38,7 @@ class JobResult:
     job: Job
     returncode: int                  # 0 when every command succeeded; else the first failure's code
     duration: float
+    message: str | None = None       # a backend's own words for a failure (a remote worker lost, say)
 
     @property
     def ok(self) -> bool:
@@ -307,15 +308,22 @@ class LocalExecutor(Executor):
             return bool(self._processes)
 
 
-# Backends by name, for ``nbprod run --executor``; a Dask backend adds itself here.
-EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor}
+def _dask_executor(slots: int, **options) -> Executor:
+    from .dask_executor import DaskExecutor  # dask is an optional extra, imported only when asked for
+
+    return DaskExecutor(slots, **options)
 
 
-def make_executor(name: str, slots: int) -> Executor:
+# Backends by name, for ``nbprod run --executor``. Each takes the slot count and keyword options
+# (``scheduler``, ``project_root``) that it may ignore.
+EXECUTORS = {"local": lambda slots, **_: LocalExecutor(slots), "dask": _dask_executor}
+
+
+def make_executor(name: str, slots: int, **options) -> Executor:
     from ..errors import NbprodError
 
-    try:
-        return EXECUTORS[name](slots)
-    except KeyError:
+    factory = EXECUTORS.get(name)
+    if factory is None:
         raise NbprodError(f"unknown executor {name!r} (available: {', '.join(sorted(EXECUTORS))})",
-                          "nbprod run", fix="use --executor local") from None
+                          "nbprod run", fix="use --executor local or --executor dask")
+    return factory(slots, **options)

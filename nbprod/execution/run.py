@@ -19,9 +19,8 @@ from .lifeline import RUN_PID_ENV
 from .events import EVENTS_ENV, emit, read_events
 from ..pipeline import Pipeline
 from ..proc import stop_group, tool, tool_env
-from ..project import GENERATED_DIR, METRICS_DIR, Project
+from ..project import GENERATED_DIR, METRICS_DIR, RUNS_DIR, Project
 
-RUNS_DIR = f"{GENERATED_DIR}/runs"
 
 
 @dataclass

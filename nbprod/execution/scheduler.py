@@ -213,7 +213,7 @@ class _Scheduler:
     def _finish(self, finished: JobResult) -> None:
         stage = next(s for s in self.plan if s.addressing == finished.job.stage)
         if not finished.ok:
-            self._fail(stage, f"failed to reproduce '{stage.addressing}': failed to run: "
+            self._fail(stage, finished.message or f"failed to reproduce '{stage.addressing}': failed to run: "
                               f"{' && '.join(_enforce(stage.cmd))}, exited with {finished.returncode}")
             return
         self.result.ran.append(stage.addressing)

@@ -1,0 +1,231 @@
+"""``nbprod run --executor dask`` against a real cluster: a `dask scheduler` and two `dask worker`
+processes started here on 127.0.0.1 (one process, one thread each), always stopped.
+
+The run's own process stays the only writer of DVC state, so dvc.lock must equal a serial
+``dvc repro``'s; workers only run ``nbprod exec`` on the shared project folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import BIN, code_notebook, load_nb, nbprod, run
+
+pytestmark = pytest.mark.slow
+
+# Two independent branches, then a join: a and b can run on the two workers at once.
+CELLS = [
+    (["stage:a"], "import time\ntime.sleep(1.5)\nleft = 20"),
+    (["stage:b"], "import time\ntime.sleep(1.5)\nright = 22"),
+    (["stage:total"], "import nbprod\ntotal = left + right\nnbprod.record('total', total)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_workers(address: str, count: int, timeout: float = 60) -> None:
+    from distributed import Client
+
+    with Client(address, timeout=timeout, set_as_default=False) as client:
+        client.wait_for_workers(count, timeout=timeout)
+
+
+class Cluster:
+    """A real scheduler and workers as separate process groups on loopback."""
+
+    def __init__(self, tmp: Path, workers: int = 2):
+        self.port = _free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.tmp = tmp
+        self.processes: list[subprocess.Popen] = []
+        self.workers: list[subprocess.Popen] = []
+        self._start([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+                     "--no-dashboard"], "scheduler")
+        for i in range(workers):
+            self.add_worker(f"w{i}")
+        if workers:
+            _wait_for_workers(self.address, workers)
+
+    def add_worker(self, name: str, env: dict | None = None) -> subprocess.Popen:
+        process = self._start([BIN / "dask", "worker", self.address, "--nworkers", "1", "--nthreads", "1",
+                               "--host", "127.0.0.1", "--no-dashboard", "--name", name,
+                               "--local-directory", str(self.tmp / f"dask-{name}")], name, env)
+        self.workers.append(process)
+        return process
+
+    def _start(self, argv, name: str, env: dict | None = None) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "wb")
+        process = subprocess.Popen([str(a) for a in argv], stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True, env={**os.environ, **(env or {})})
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=30)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    started = Cluster(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _project(root: Path, cells=CELLS) -> Path:
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "dk"\nversion = "0"\n\n[tool.nbprod]\n'
+                                         'notebooks = ["notebooks"]\n', encoding="utf-8")
+    (root / "notebooks").mkdir()
+    (root / "notebooks" / "flow.ipynb").write_text(json.dumps(code_notebook(cells), indent=1), encoding="utf-8")
+    run("git", "init", "-q", cwd=root)
+    run("dvc", "init", "-q", cwd=root)
+    nbprod("compile", cwd=root)
+    run("git", "add", "-A", cwd=root)
+    run("git", "commit", "-q", "-m", "pipeline", cwd=root)
+    return root
+
+
+def _masked_lock(root: Path) -> str:
+    text = (root / "dvc.lock").read_text(encoding="utf-8")
+    return re.sub(r"(- path: reports/[a-z]+\.ipynb\n\s+hash: md5\n\s+md5: )\w+(\n\s+size: )\d+", r"\1*\2*", text)
+
+
+def test_dask_run_records_what_a_serial_dvc_repro_records(cluster, tmp_path):
+    serial = _project(tmp_path / "serial")
+    remote = tmp_path / "remote"
+    shutil.copytree(serial, remote, symlinks=True)
+    nbprod("run", "--no-report", "--dvc-repro", cwd=serial)
+    done = nbprod("run", "--no-report", "--executor", "dask", "--scheduler", cluster.address, cwd=remote)
+    assert "total" in done.stdout
+    assert _masked_lock(remote) == _masked_lock(serial)
+    assert json.loads((remote / "metrics" / "total.json").read_text()) == {"total": 42}
+    # Each stage ran on a worker (its log says which), in a kernel of its own, not a forked one.
+    logs = sorted((remote / ".nbprod" / "runs").glob("*/stages/*.log"))
+    assert logs and all("running on Dask worker tcp://127.0.0.1:" in p.read_text() for p in logs)
+    kernel = load_nb(remote / "reports" / "a.ipynb")["metadata"]["nbprod"].get("kernel", {})
+    assert "fork" not in json.dumps(kernel).lower() or "fallback" in json.dumps(kernel).lower()
+    # Progress reached the run's events file from the workers, as for local stages.
+    events = [json.loads(line) for p in (remote / ".nbprod" / "runs").glob("*/events.jsonl")
+              for line in p.read_text().splitlines()]
+    assert {e.get("stage") for e in events if e["event"] == "stage_end"} >= {"a", "b", "total"}
+    # Up to date: nothing reruns on the cluster.
+    again = nbprod("run", "--no-report", "--executor", "dask", "--scheduler", cluster.address, cwd=remote)
+    assert again.returncode == 0
+    assert _masked_lock(remote) == _masked_lock(serial)
+
+
+def test_unreachable_scheduler_is_one_line_exit_2(tmp_path):
+    root = _project(tmp_path / "p")
+    before = (root / "dvc.yaml").read_text()
+    done = nbprod("run", "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{_free_port()}", cwd=root,
+                  check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the Dask scheduler" in lines[0] and "Traceback" not in done.stderr
+    assert (root / "dvc.yaml").read_text() == before and not (root / "dvc.lock").exists()
+
+
+def test_worker_that_does_not_see_the_project_is_refused(tmp_path):
+    """A worker whose file system lacks the project: the sentinel check names it before any stage runs."""
+    root = _project(tmp_path / "p")
+    cluster = Cluster(tmp_path, workers=0)
+    try:
+        # A worker in its own mount namespace where the project folder is hidden by an empty tmpfs.
+        shadow = cluster._start(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                 f"mount -t tmpfs none {root} && exec {BIN / 'dask'} worker {cluster.address} "
+                                 f"--nworkers 1 --nthreads 1 --host 127.0.0.1 --no-dashboard --name blind"],
+                                "blind")
+        cluster.workers.append(shadow)
+        _wait_for_workers(cluster.address, 1)
+        done = nbprod("run", "--executor", "dask", "--scheduler", cluster.address, cwd=root, check=False)
+    finally:
+        cluster.stop()
+    assert done.returncode == 2, done.stderr
+    assert "does not see this project" in done.stderr and "tcp://127.0.0.1:" in done.stderr
+    assert not (root / "dvc.lock").exists()
+
+
+def test_worker_killed_mid_stage_is_retried_elsewhere_and_recorded(cluster, tmp_path):
+    cells = [(["stage:slow"], "import time, nbprod\ntime.sleep(6)\nnbprod.record('done', 1)")]
+    root = _project(tmp_path / "p", cells)
+    run_process = subprocess.Popen([str(BIN / "nbprod"), "run", "--no-report", "--executor", "dask",
+                                    "--scheduler", cluster.address], cwd=root, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+    log = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and log is None:  # the stage has started on some worker
+        found = list((root / ".nbprod" / "runs").glob("*/stages/slow.log"))
+        if found and "running on Dask worker" in found[0].read_text():
+            log = found[0]
+        time.sleep(0.2)
+    assert log is not None
+    address = re.search(r"running on Dask worker (\S+)", log.read_text()).group(1)
+    from distributed import Client
+
+    with Client(cluster.address, timeout=30, set_as_default=False) as client:
+        pid = client.run(os.getpid)[address]
+    os.kill(pid, signal.SIGKILL)  # the worker process itself; its nanny starts a new one
+    out, err = run_process.communicate(timeout=180)
+    assert run_process.returncode == 0, err
+    assert json.loads((root / "metrics" / "slow.json").read_text()) == {"done": 1}
+    text = log.read_text()
+    assert text.count("running on Dask worker") == 2 and address in text  # retried on another worker
+    assert "slow" in (root / "dvc.lock").read_text()
+    run("dvc", "status", "--quiet", cwd=root)  # dvc.lock consistent with the outputs
+
+
+def test_cancel_ends_the_remote_stage(cluster, tmp_path):
+    cells = [(["stage:sleepy"], "import time\ntime.sleep(120)")]
+    root = _project(tmp_path / "p", cells)
+    run_process = subprocess.Popen([str(BIN / "nbprod"), "run", "--no-report", "--executor", "dask",
+                                    "--scheduler", cluster.address], cwd=root, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    started = False
+    while time.monotonic() < deadline and not started:
+        events = list((root / ".nbprod" / "runs").glob("*/events.jsonl"))
+        started = bool(events) and '"cell"' in events[0].read_text()
+        time.sleep(0.2)
+    assert started
+    os.kill(run_process.pid, signal.SIGINT)  # Ctrl-C
+    run_process.communicate(timeout=60)
+    assert run_process.returncode != 0
+    # No stage process or kernel of this project is left on the workers.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _processes_in(root):
+        time.sleep(0.2)
+    assert not _processes_in(root)
+    assert not (root / "dvc.lock").exists()
+
+
+def _processes_in(root: Path) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/cwd").startswith(str(root)):
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
