@@ -38,6 +38,7 @@ class CodeFacts:
     global_decl: int | None = None                      # line of a `global` statement in a function
     dynamic: tuple[int, str] | None = None              # (line, what): %run, exec(), eval(), globals()
     opaque_magic: str | None = None                     # a cell magic such as %%bash
+    schemas: list[tuple[int, str | None]] = field(default_factory=list)  # nbprod.validate: (line, literal path)
 
 
 def sanitize(source: str) -> tuple[str, str | None, tuple[int, str] | None]:
@@ -127,6 +128,7 @@ def _collect(nodes: list, bound: set[str], facts: CodeFacts) -> None:
     facts.star_import = facts.star_import or collector.star_import
     facts.global_decl = facts.global_decl or collector.global_decl
     facts.dynamic = facts.dynamic or collector.dynamic
+    facts.schemas.extend(collector.schemas)
 
 
 def _bind(names: set[str], bound: set[str], facts: CodeFacts) -> None:
@@ -147,6 +149,7 @@ class _Collector(ast.NodeVisitor):
         self.star_import: int | None = None
         self.global_decl: int | None = None
         self.dynamic: tuple[int, str] | None = None
+        self.schemas: list[tuple[int, str | None]] = []
         self._locals: list[set[str]] = []
 
     def _is_local(self, name: str) -> bool:
@@ -169,6 +172,8 @@ class _Collector(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         if isinstance(node.func, ast.Name) and node.func.id in ("exec", "eval") and self.dynamic is None:
             self.dynamic = (node.lineno, f"{node.func.id}()")
+        if _is_nbprod_validate(node.func):
+            self.schemas.append((node.lineno, _schema_literal(node)))
         if isinstance(node.func, ast.Attribute):
             base = _base_name(node.func.value)
             inplace = any(k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True
@@ -268,6 +273,19 @@ class _Collector(ast.NodeVisitor):
 
     def visit_DictComp(self, node: ast.DictComp) -> None:
         self._visit_comprehension(node, [node.key, node.value])
+
+
+def _is_nbprod_validate(func: ast.AST) -> bool:
+    return (isinstance(func, ast.Attribute) and func.attr == "validate" and isinstance(func.value, ast.Name)
+            and func.value.id == "nbprod")
+
+
+def _schema_literal(call: ast.Call) -> str | None:
+    """The schema argument of ``nbprod.validate(df, SCHEMA)`` when it is a string literal, else None."""
+    node = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "schema"), None)
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value:
+        return node.value
+    return None
 
 
 def _base_name(node: ast.AST) -> str | None:

@@ -226,6 +226,9 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
         for cell, tags in pending:
             _attach(whole, cell, tags, path, project)
         stages.append(whole)
+    for cell in shared:  # a shared cell runs at the top of every stage: each depends on its schemas
+        for stage in stages:
+            _schema_deps(stage, cell, path, project)
     spec = NotebookSpec(rel, section, language, params, params_cell, shared, stages)
     _stage_params(spec)
     return spec
@@ -252,6 +255,29 @@ def _attach(stage: Stage, cell: Cell, tags, notebook: Path, project: Project) ->
     for kind in ("deps", "outs", "metrics", "plots"):
         for value in getattr(tags, kind):
             getattr(stage, kind).append(_project_path(value, kind, notebook, cell.number, project))
+    _schema_deps(stage, cell, notebook, project)
+
+
+def _schema_deps(stage: Stage, cell: Cell, notebook: Path, project: Project) -> None:
+    """A literal schema path given to ``nbprod.validate`` is a dep: editing the schema reruns the stage."""
+    from .contracts.schemas import resolve_schema
+
+    rel_nb = project.rel(notebook)
+    for line, literal in cell.facts.schemas if cell.facts else ():
+        if literal is None:
+            raise NbprodError(f"line {line}: nbprod.validate gets its schema from an expression, so compile "
+                              "cannot tell which schema file the stage depends on", rel_nb, cell.number,
+                              fix='pass the path as a string literal: nbprod.validate(df, "schemas/NAME.yaml")')
+        try:
+            path = resolve_schema(literal, notebook.parent, project.root)
+        except NbprodError as exc:
+            raise NbprodError(f"line {line}: {exc.message}", rel_nb, cell.number, fix=exc.fix) from None
+        if not path.is_relative_to(project.root):
+            raise NbprodError(f"line {line}: schema {literal!r} is outside the project", rel_nb, cell.number,
+                              fix="keep schema files under the project's schemas/ folder")
+        rel = path.relative_to(project.root).as_posix()
+        if rel not in stage.deps:
+            stage.deps.append(rel)
 
 
 def _project_path(value: str, kind: str, notebook: Path, number: int, project: Project) -> str:

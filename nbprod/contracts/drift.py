@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pandas
 
 SMALL_REFERENCE_ROWS = 1000    # up to this many reference rows: p-value tests; above: distances
+FEW_VALUES = 5                 # a numeric column with at most this many distinct values is compared as categories
 DATASET_DRIFT_SHARE = 0.5      # data-set drift when at least this share of tested columns drifted
 
 
@@ -205,6 +206,8 @@ def _column_drift(name: str, reference: "pandas.Series", current: "pandas.Series
     kind = _column_type(reference, override)
     if kind == "numeric" and _column_type(current, override) != "numeric":
         kind = "categorical"   # a number column that turned into text: compare as categories
+    elif kind == "numeric" and not override.type and _few_values(reference, current):
+        kind = "categorical"   # codes and flags (0/1 targets): a distribution test on counts fits them
     kind_rule = config.numeric if kind == "numeric" else config.categorical
     notes = []
     ref, cur = reference.dropna(), current.dropna()
@@ -252,6 +255,16 @@ def _column_drift(name: str, reference: "pandas.Series", current: "pandas.Series
     result.drifted = spec.drifted(score, threshold)
     result.note = "; ".join(notes)
     return result
+
+
+def _few_values(reference: "pandas.Series", current: "pandas.Series") -> bool:
+    if reference.iloc[:256].nunique() > FEW_VALUES:   # the usual case, decided without a full pass
+        return False
+    seen = set(reference.dropna().unique()[: FEW_VALUES + 1])
+    if len(seen) > FEW_VALUES:
+        return False
+    seen |= set(current.dropna().unique()[: FEW_VALUES + 1])
+    return len(seen) <= FEW_VALUES
 
 
 def _default_test(kind: str, reference_rows: int, distinct: int | None, config: DriftConfig) -> str:
