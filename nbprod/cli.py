@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import NbprodError, StageFailed, exit_status
+from .project import REPORTS_DIR
 
 # Command groups living in their own modules; each has register(subparsers).
 COMMAND_MODULES = ("nbprod.commands.report", "nbprod.commands.lifecycle", "nbprod.commands.data",
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run up to N independent stages at a time (default 1)")
     p.add_argument("--executor", default="local", choices=("local", "dask"),
                    help="where stages run: local processes (default) or a Dask cluster")
+    p.add_argument("--lock-timeout", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to SECONDS for another run of this project to finish (default: refuse at once)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="Dask scheduler, tcp://HOST:PORT (default: [tool.nbprod.dask] scheduler, "
                         "else a local cluster of processes)")
@@ -148,7 +151,8 @@ def cmd_run(args) -> int:
         with view:
             result = run_pipeline(project, args.stages or None, from_stage=args.from_stage, force=args.force,
                                   events_path=args.events, on_event=on_event, jobs=args.jobs,
-                                  executor=args.executor, dvc_repro=args.dvc_repro, scheduler=args.scheduler)
+                                  executor=args.executor, dvc_repro=args.dvc_repro, scheduler=args.scheduler,
+                              lock_timeout=args.lock_timeout)
     except BaseException:
         if reports is not None:
             reports.close()

@@ -1,0 +1,164 @@
+"""Which model version to serve and its verified bytes: the version comes from the registry tags
+(``MODEL#prod#N``, or one named by the operator), the artifact from the DVC cache by the hash that
+approval recorded, checked before anything is unpickled. Also the version's training data (for the
+request contract) and holdout (for the smoke prediction), read from the cache the same way.
+
+Trust: unpickling runs code. Only cache entries named by a registry tag's dvc.lock are unpickled,
+and only when their bytes hash to that name, so whoever may create tags in this repository (and
+write its DVC cache) decides what code the server runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import NbprodError
+from ..lifecycle import gitrepo, registry
+from ..lifecycle.dvccache import cache_dir, object_path, parse_lock
+
+SCHEMAS_DIR = "schemas"
+PULL_FIX = "run 'dvc pull' (or 'dvc fetch') so the cache holds this version, then start again"
+
+
+@dataclass(frozen=True)
+class DataRef:
+    path: str
+    md5: str
+
+
+@dataclass
+class ModelVersion:
+    """A registered version as serve sees it: where its model is and what it was built from."""
+    name: str
+    version: str
+    commit: str
+    tag: str
+    model_path: str
+    model_md5: str
+    training: list[DataRef] = field(default_factory=list)
+    holdout: list[DataRef] = field(default_factory=list)
+    record: dict = field(default_factory=dict)          # the registration tag's record (approval)
+    assignment: dict = field(default_factory=dict)      # the prod assignment's record, when in prod
+
+    def describe(self) -> dict:
+        approval = {k: self.record.get(k) for k in ("action", "by", "when", "note", "candidate", "override")
+                    if k in self.record}
+        assigned = {k: self.assignment.get(k) for k in ("action", "by", "when", "note", "from", "to")
+                    if k in self.assignment}
+        return {"name": self.name, "version": self.version, "commit": self.commit, "tag": self.tag,
+                "model": {"path": self.model_path, "md5": self.model_md5},
+                "training_data": [{"path": d.path, "md5": d.md5} for d in self.training],
+                "holdout": [{"path": d.path, "md5": d.md5} for d in self.holdout],
+                "metrics": self.record.get("metrics", {}), "approval": approval, "assignment": assigned}
+
+
+def prod_tags(root: Path, model: str) -> tuple[str, ...]:
+    """The names of the model's tags: one cheap git call, compared between polls to see a change."""
+    from gto.constants import name_to_tag
+
+    out = gitrepo.git(root, "for-each-ref", "--format=%(refname)", f"refs/tags/{name_to_tag(model)}*")
+    return tuple(sorted(out.split()))
+
+
+def resolve(root: Path, model: str, version_text: str | None = None) -> ModelVersion:
+    """The version in production (or ``version_text``) with its model hash, checked against its dvc.lock."""
+    gitrepo.require_repo(root)
+    assignment: dict = {}
+    if version_text:
+        version = registry.find_version(root, model, version_text)
+    else:
+        history = registry.assignments(root, model)
+        version = registry.current(root, model)
+        if version is None:
+            raise NbprodError(f"nothing is in production for model {model!r}", "git tags",
+                              fix="approve a candidate (nbprod approve ID --by NAME) or serve one with --version")
+        assignment = history[-1].record
+    lock_text = gitrepo.show_file(root, version.commit, "dvc.lock")
+    lock = parse_lock(lock_text, f"dvc.lock of {version.tag}")
+    model_path = version.record.get("model_path") or assignment.get("model_path") or _config_model_path(root)
+    producer = next((s for s in lock.values() if model_path in s.outs), None)
+    if producer is None:
+        raise NbprodError(f"{version.tag}'s dvc.lock has no output {model_path}", f"dvc.lock of {version.tag}",
+                          fix="set [tool.nbprod] model to the model's output, or serve another version")
+    locked = producer.outs[model_path]
+    recorded = version.record.get("model_md5")
+    if recorded and recorded != locked:
+        raise NbprodError(f"{version.tag} records model hash {recorded} but its dvc.lock says {locked}",
+                          f"git tag {version.tag}", fix="the tag or dvc.lock was altered; serve another version")
+    holdout = [DataRef(p, h) for s in lock.values() if model_path in s.deps
+               for p, h in s.deps.items() if p != model_path and not p.startswith(".nbprod/stages/")]
+    training = [DataRef(p, h) for p, h in producer.deps.items() if not p.startswith(".nbprod/stages/")]
+    return ModelVersion(model, version.version, version.commit, version.tag, model_path, locked,
+                        training, _unique(holdout), version.record, assignment)
+
+
+def _unique(refs: list[DataRef]) -> list[DataRef]:
+    return list(dict.fromkeys(refs))
+
+
+def _config_model_path(root: Path) -> str:
+    from ..lifecycle.config import load_config
+    from ..project import load_project
+
+    return load_config(load_project(root)).model_path
+
+
+def verified_bytes(cache: Path, md5: str, what: str) -> bytes:
+    """A cache object's bytes, refused unless they hash to ``md5`` (the name the registry gave)."""
+    path = object_path(cache, md5)
+    if not path.is_file():
+        raise NbprodError(f"the DVC cache lacks {what} ({md5})", path.parent, fix=PULL_FIX)
+    data = path.read_bytes()
+    if hashlib.md5(data).hexdigest() != md5.removesuffix(".dir"):
+        raise NbprodError(f"the DVC cache copy of {what} does not match its hash {md5}", path,
+                          fix="the cache is corrupt or was altered: remove that file and run 'dvc pull'")
+    return data
+
+
+def artifact_files(cache: Path, path: str, md5: str) -> dict[str, bytes]:
+    """Every file of an output (a file, or a folder's listing) as verified bytes, by relative name."""
+    if not md5.endswith(".dir"):
+        return {Path(path).name: verified_bytes(cache, md5, path)}
+    listing = json.loads(verified_bytes(cache, md5, f"the listing of {path}"))
+    return {e["relpath"]: verified_bytes(cache, e["md5"], f"{path}/{e['relpath']}") for e in listing}
+
+
+def load_model(root: Path, info: ModelVersion) -> object:
+    """Unpickle the version's model from verified cache bytes (joblib, as nbprod's data passing stores it)."""
+    import joblib
+
+    files = artifact_files(cache_dir(root), info.model_path, info.model_md5)
+    name = next((n for n in files if n.endswith((".joblib", ".pkl", ".pickle"))), None)
+    if name is None:
+        raise NbprodError(f"{info.model_path} of {info.tag} holds no .joblib or .pkl file ({', '.join(files)})",
+                          info.model_path, fix="serve a model saved by an nbprod stage (joblib)")
+    return joblib.load(io.BytesIO(files[name]))
+
+
+def read_frame(root: Path, ref: DataRef):
+    """A parquet or CSV data file (or the first such file of a folder) as a DataFrame, from the cache."""
+    import pandas as pd
+
+    files = artifact_files(cache_dir(root), ref.path, ref.md5)
+    for name, data in files.items():
+        if name.endswith(".parquet"):
+            return pd.read_parquet(io.BytesIO(data))
+        if name.endswith(".csv"):
+            return pd.read_csv(io.BytesIO(data))
+    return None
+
+
+def schema_file(root: Path, info: ModelVersion) -> tuple[str, bytes] | None:
+    """The declared schema of the training data in the version's commit: ``schemas/<data stem>.yaml``."""
+    for ref in info.training:
+        stem = Path(ref.path).name.split(".")[0]
+        for suffix in (".yaml", ".yml", ".json"):
+            rel = f"{SCHEMAS_DIR}/{stem}{suffix}"
+            data = gitrepo.show_file(root, info.commit, rel)
+            if data is not None:
+                return rel, data
+    return None

@@ -1,0 +1,122 @@
+"""The prediction log: one JSON line per answered request, written by a background thread so that
+logging never blocks a request. The queue is bounded; when it is full the entry is dropped and
+counted. Each worker process writes its own file (``predictions-<pid>.jsonl``), rotated by size
+into ``predictions-<pid>.jsonl.1`` .. ``.N`` (oldest last), so no two processes share a file.
+
+Line format (documented in the README, read by drift monitoring)::
+
+    {"time": ISO-8601 UTC, "request_id": str, "variant": "prod"|"challenger", "shadow": bool,
+     "version": "v1.2.0", "model": NAME, "worker": pid, "rows": n, "latency_ms": float,
+     "inputs": {field: [values...]}  (or "inputs_sha256": hex, or neither, by log_inputs),
+     "predictions": [...], "probabilities": [[...]] (when the model has predict_proba)}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Callable
+
+FILE_PREFIX = "predictions-"
+_STOP = object()
+
+
+class PredictionLog:
+    def __init__(self, folder: Path, max_bytes: int, keep: int, queue_size: int, inputs: str,
+                 on_drop: Callable[[], None] = lambda: None):
+        self.folder, self.max_bytes, self.keep, self.inputs = folder, max_bytes, keep, inputs
+        self.on_drop = on_drop
+        self.dropped = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._write_loop, name="nbprod-predlog", daemon=True)
+        self.path = folder / f"{FILE_PREFIX}{os.getpid()}.jsonl"
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ignore = self.folder.parent / ".gitignore"
+        if self.folder.parent.name == "serve" and not ignore.exists():
+            # The log is runtime data: keep it out of git (and out of rollback's kept working state).
+            ignore.write_text("*\n", encoding="utf-8")
+        self._thread.start()
+
+    def submit(self, entry: dict, columns: dict | None) -> None:
+        """Queue an entry; never blocks. ``columns`` are the validated inputs, encoded per setting."""
+        if self.inputs == "values":
+            entry["inputs"] = columns
+        elif self.inputs == "hash" and columns is not None:
+            entry["inputs"] = columns  # hashed on the writer thread, off the request path
+            entry["_hash"] = True
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            self.dropped += 1
+            self.on_drop()
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._thread.is_alive():
+            try:
+                self._queue.put(_STOP, timeout=timeout)
+            except queue.Full:
+                return
+            self._thread.join(timeout)
+
+    def _write_loop(self) -> None:
+        handle = open(self.path, "a", encoding="utf-8")
+        try:
+            while True:
+                entry = self._queue.get()
+                lines = []
+                while entry is not _STOP:
+                    lines.append(_line(entry))
+                    try:
+                        entry = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if lines:
+                    handle.write("".join(lines))
+                    handle.flush()
+                    if handle.tell() >= self.max_bytes:
+                        handle.close()
+                        self._rotate()
+                        handle = open(self.path, "a", encoding="utf-8")
+                if entry is _STOP:
+                    return
+        finally:
+            handle.close()
+
+    def _rotate(self) -> None:
+        oldest = self.path.with_name(f"{self.path.name}.{self.keep}")
+        oldest.unlink(missing_ok=True)
+        for n in range(self.keep - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if older.exists():
+                older.rename(self.path.with_name(f"{self.path.name}.{n + 1}"))
+        self.path.rename(self.path.with_name(f"{self.path.name}.1"))
+
+
+def _line(entry: dict) -> str:
+    if entry.pop("_hash", False):
+        inputs = entry.pop("inputs")
+        entry["inputs_sha256"] = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return json.dumps(entry, separators=(",", ":"), allow_nan=True) + "\n"
+
+
+def log_files(folder: Path) -> list[Path]:
+    """Every log file in a folder, oldest rotation first (for readers such as drift monitoring)."""
+    def order(path: Path) -> tuple[str, int]:
+        stem, _, n = path.name.partition(".jsonl")
+        return stem, -int(n[1:]) if n[1:].isdigit() else 0
+    return sorted(folder.glob(f"{FILE_PREFIX}*.jsonl*"), key=order)
+
+
+def read_log(folder: Path):
+    """Yield every entry of a prediction log folder."""
+    for path in log_files(folder):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    yield json.loads(line)

@@ -1,0 +1,59 @@
+"""Starting the service: the version is resolved and loaded (and smoke-tested) in the command's own
+process first, so every reason not to start is one line before uvicorn runs; then uvicorn serves it,
+in this process (one worker) or in N worker processes that each load and hot-swap on their own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import NbprodError
+from .loader import resolve
+from .served import LoadedModel, load_version
+from .settings import ENV, ServeSettings
+from .swap import say
+
+
+def preload(settings: ServeSettings) -> tuple[LoadedModel, LoadedModel | None]:
+    """The production (or pinned) version and the challenger, loaded and smoke-tested, or NbprodError."""
+    root = Path(settings.root)
+    extra = frozenset({settings.route_field} if settings.route_field else ())
+    loaded = []
+    for text in (settings.version, settings.challenger) if settings.challenger else (settings.version,):
+        info = resolve(root, settings.model, text)
+        try:
+            loaded.append(load_version(root, info, settings.max_batch, extra))
+        except NbprodError:
+            raise
+        except Exception as exc:
+            raise NbprodError(f"cannot serve {info.tag}: loading or its smoke prediction failed "
+                              f"({type(exc).__name__}: {str(exc)[:200]})", info.model_path,
+                              fix="serve another version (--version) or roll production back") from None
+    return loaded[0], (loaded[1] if len(loaded) > 1 else None)
+
+
+def serve(settings: ServeSettings) -> None:
+    import uvicorn
+
+    prod, challenger = preload(settings)
+    where = f"http://{settings.host}:{settings.port}"
+    mode = f"pinned to {prod.version}" if settings.version else f"polling tags every {settings.poll_interval:g} s"
+    extra = f", challenger {challenger.version} ({'shadow' if settings.shadow else 'split'})" if challenger else ""
+    say(f"serving {settings.model}@{prod.version} on {where} with {settings.workers} worker(s), {mode}{extra}")
+    common = {"host": settings.host, "port": settings.port, "log_level": "warning", "access_log": False,
+              "timeout_graceful_shutdown": 5}
+    if settings.workers == 1:
+        from .app import create_app
+
+        uvicorn.run(create_app(settings, prod, challenger), **common)
+        return
+    metrics_dir = tempfile.mkdtemp(prefix="nbprod-serve-metrics-")
+    settings.metrics_dir = metrics_dir
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ[ENV] = settings.to_env()
+    try:
+        uvicorn.run("nbprod.serve.app:app_from_env", factory=True, workers=settings.workers, **common)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
