@@ -14,7 +14,8 @@ from .project import REPORTS_DIR
 
 # Command groups living in their own modules; each has register(subparsers).
 COMMAND_MODULES = ("nbprod.commands.report", "nbprod.commands.lifecycle", "nbprod.commands.data",
-                   "nbprod.commands.serve")
+                   "nbprod.commands.serve",
+                   "nbprod.commands.export", "nbprod.commands.monitor")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "else a local cluster of processes)")
     p.add_argument("--dvc-repro", action="store_true",
                    help="let a 'dvc repro' process run the stages instead of nbprod's scheduler (serial)")
+    p.add_argument("--record", action="store_true",
+                   help="keep this run as an immutable record under records/ (for nbprod monitor)")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("status", help="each stage up to date or changed, and why")
@@ -160,6 +163,10 @@ def cmd_run(args) -> int:
     print_summary(result.outcomes)
     if reports is not None:
         _finish_reports(project, reports)
+    if args.record:  # after the reports, so the record holds this run's HTML too
+        from .commands.monitor import record_run
+
+        print(f"Record: records/{record_run(project, result.events)}")
     if not result.ok:
         print(f"nbprod: {result.message}", file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ METRICS_DIR = "metrics"
 DEBUG_DIR = "nbprod-debug"
 ENVIRONMENT_FILE = ".nbprod/environment.json"  # the environment of the last run that produced outputs
 _SKIP_DIRS = {".git", ".dvc", ".nbprod", ".venv", "venv", "node_modules", "reports", "__pycache__",
-              ".ipynb_checkpoints", ".dvcstore", DEBUG_DIR}
+              ".ipynb_checkpoints", ".dvcstore", DEBUG_DIR, "records"}
 
 
 @dataclass

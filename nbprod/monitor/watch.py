@@ -1,0 +1,85 @@
+"""``nbprod monitor``: check the rules on a record, write its ``alerts.json``, then the dashboard, then
+(optionally) the email. The order is deliberate: a dashboard or email failure never loses the verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..project import Project
+from .config import load_settings
+from .dashboard import (
+    git_revisions,
+    headline_metrics,
+    registry_markers,
+    render_dashboard,
+)
+from .records import Record, find_record, list_records, model_settings, write_alerts
+from .rules import ChampionMetrics, Verdict, evaluate_history
+
+EMAIL_DIR = ".nbprod/monitor"
+
+
+@dataclass
+class MonitorOutcome:
+    record: Record
+    verdict: Verdict
+    alerts_path: Path
+    dashboard: Path
+    email: str = "not requested"      # sent | written | not needed | not requested | failed
+    email_path: Path | None = None
+    email_error: str | None = None
+
+
+def monitor(project: Project, record_name: str | None = None, notify: bool = False,
+            dry_run: bool = False) -> MonitorOutcome:
+    settings = load_settings(project.root)  # a malformed rule stops here, before anything is written
+    if notify and not dry_run and not settings.notify.smtp:
+        from ..errors import NbprodError
+
+        raise NbprodError("--notify needs an SMTP server", "pyproject.toml",
+                          fix='set smtp = "host:port", from and to under [tool.nbprod.notify], or use --dry-run')
+    if notify and not settings.notify.to:
+        from ..errors import NbprodError
+
+        raise NbprodError("--notify needs recipients", "pyproject.toml",
+                          fix='set to = ["team@example.com"] under [tool.nbprod.notify]')
+    record = find_record(project, record_name)
+    records = list_records(project)
+    records = records[:[r.name for r in records].index(record.name) + 1]  # the history up to this record
+    champions = ChampionMetrics(project.root)
+    verdicts = evaluate_history(records, settings.rules, champions)
+    verdict = verdicts[-1]
+    alerts_path = write_alerts(record, verdict.to_dict())
+    model_name, _ = model_settings(project.root)
+    title = project.root.name
+    dashboard = render_dashboard(project.root, title, records, verdicts, settings.rules,
+                                 registry_markers(project.root, model_name), git_revisions(project.root))
+    outcome = MonitorOutcome(record, verdict, alerts_path, dashboard)
+    if notify:
+        _notify(project, settings, records, verdicts, champions, outcome, dry_run)
+    return outcome
+
+
+def _notify(project, settings, records, verdicts, champions, outcome: MonitorOutcome, dry_run: bool) -> None:
+    from . import notify
+
+    if not notify.should_send(settings.notify, outcome.verdict):
+        outcome.email = "not needed"
+        return
+    record = outcome.record
+    headline = headline_metrics(settings.rules, records) or []
+    previous = records[-2] if len(records) > 1 else None
+    metrics = notify.key_metrics(headline, record, previous, champions.of(record))
+    png = notify.chart_png(headline[0], records, verdicts) if headline else None
+    message = notify.build_message(settings.notify, project.root.name, record, outcome.verdict, metrics, png,
+                                   str(outcome.dashboard))
+    if dry_run:
+        outcome.email_path = notify.write_eml(message, project.root / EMAIL_DIR / f"{record.name}.eml")
+        outcome.email = "written"
+        return
+    try:
+        notify.send(settings.notify, message)
+        outcome.email = "sent"
+    except notify.NotifyError as exc:
+        outcome.email, outcome.email_error = "failed", str(exc)
