@@ -20,6 +20,13 @@ def template_dirs() -> tuple[Path, Path]:
     return here.parent / "templates" / "project", here.parent / "example_project"
 
 
+def template_schemas() -> Path:
+    """The schema files (data contracts) the example notebooks validate against."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_templates" / "schemas"
+    return packaged if packaged.is_dir() else here.parent / "schemas"
+
+
 def init_project(path: Path, git: bool = True) -> Path:
     root = path.resolve()
     if root.exists() and any(root.iterdir()):
@@ -42,6 +49,11 @@ def init_project(path: Path, git: bool = True) -> Path:
         (root / "notebooks").mkdir()
         for notebook in sorted(examples.glob("*.ipynb")):
             shutil.copyfile(notebook, root / "notebooks" / notebook.name)
+        # schemas/ sits at the project root, as in this repository: "schemas/NAME.yaml" in a notebook
+        # is looked up from the notebook's folder, then from the root (nbprod.contracts.schemas).
+        for schema in sorted(template_schemas().glob("*.yaml")):
+            (root / "schemas").mkdir(exist_ok=True)
+            shutil.copyfile(schema, root / "schemas" / schema.name)
         if git:
             _run(root, "git", "init", "-q")
         _run(root, tool("dvc"), "init", "-q", *([] if git else ["--no-scm"]))
