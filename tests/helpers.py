@@ -70,3 +70,87 @@ def save_nb(path: Path, nb: dict) -> None:
 
 def find_cell(nb: dict, tag: str) -> dict:
     return next(c for c in nb["cells"] if tag in c.get("metadata", {}).get("tags", []))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class JupyterServer:
+    """A real Jupyter server (``module``: jupyter_server or jupyterlab) on 127.0.0.1 with token auth, as a
+    subprocess with its own config, runtime and data folders under ``workdir``; always ``stop()`` it.
+    ``config`` is the text of a jupyter_server_config.py (e.g. an identity provider that names users)."""
+
+    def __init__(self, root: Path, workdir: Path, module: str = "jupyter_server", config: str | None = None,
+                 env: dict | None = None):
+        import secrets
+        import time
+
+        import requests
+
+        self.root = root
+        self.token = secrets.token_hex(16)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config").mkdir(exist_ok=True)
+        if config:
+            (workdir / "config" / "jupyter_server_config.py").write_text(config, encoding="utf-8")
+        environ = {**os.environ, "JUPYTER_CONFIG_DIR": str(workdir / "config"),
+                   "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"), "JUPYTER_DATA_DIR": str(workdir / "data"),
+                   **(env or {})}
+        self.log_path = workdir / "server.log"
+        self.log = open(self.log_path, "wb")
+        # The nbprod server extension is not named here: the config that pip installs must enable it.
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, "--no-browser", "--allow-root", f"--port={self.port}",
+             "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={root}",
+             f"--IdentityProvider.token={self.token}"],
+            cwd=workdir, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.log_path.read_text())
+            try:
+                if requests.get(f"{self.base}/api/status", headers=self.auth, timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("jupyter server did not answer in 90 s")
+
+    @property
+    def auth(self) -> dict:
+        return {"Authorization": f"token {self.token}"}
+
+    def api(self, method: str, endpoint: str, **kwargs):
+        import requests
+
+        headers = {**self.auth, **kwargs.pop("headers", {})}
+        return requests.request(method, f"{self.base}/nbprod/api/{endpoint}", headers=headers, timeout=120, **kwargs)
+
+    def browser_session(self):
+        """A cookie-authenticated session, as JupyterLab in a browser has after logging in."""
+        import requests
+
+        session = requests.Session()
+        session.get(f"{self.base}/login", timeout=10)
+        xsrf = session.cookies.get("_xsrf")
+        login = session.post(f"{self.base}/login", data={"password": self.token, "_xsrf": xsrf}, timeout=10,
+                             allow_redirects=False)
+        assert login.status_code in (302, 303), login.text
+        return session
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=15)
+        self.log.close()

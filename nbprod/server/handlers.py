@@ -237,6 +237,8 @@ class RunCancelHandler(NbprodHandler):
 
 
 def setup_handlers(serverapp) -> None:
+    from .models import models_routes  # the Models panel's endpoints (models.py imports this module)
+
     web_app = serverapp.web_app
     base = url_path_join(web_app.settings["base_url"], "nbprod", "api")
     runs = RunRegistry()
@@ -250,4 +252,5 @@ def setup_handlers(serverapp) -> None:
         (url_path_join(base, "debug"), DebugHandler, kwargs),
         (url_path_join(base, "runs", r"([^/]+)", "events"), RunEventsHandler, kwargs),
         (url_path_join(base, "runs", r"([^/]+)", "cancel"), RunCancelHandler, kwargs),
+        *models_routes(base, kwargs),
     ])

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from nbprod.execution.events import read_events
+from nbprod.execution.runfolder import RunFolder, is_run_id, recent_runs
+from nbprod.project import RUNS_DIR  # noqa: F401 - re-exported (nbprod.widgets.runs imports it from here)
 
-RUNS_DIR = ".nbprod/runs"
-# Runs this server starts use "T"; runs started with `nbprod run` in a terminal use "-".
-_RUN_ID = re.compile(r"^[0-9]{8}[T-][0-9]{6}-[0-9a-f]{6}$")
-
-
-def is_run_id(text: str) -> bool:
-    return bool(_RUN_ID.match(text))
 
 
 @dataclass
@@ -31,7 +23,7 @@ class Run:
 
     @property
     def folder(self) -> Path:
-        return self.root / RUNS_DIR / self.id
+        return RunFolder(self.root, self.id).path
 
     @property
     def events_path(self) -> Path:
@@ -82,33 +74,35 @@ class RunRegistry:
         return latest[0] if latest and latest[0].running else None
 
     def start(self, root: Path, stages: list[str], from_stage: str | None) -> Run:
-        run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-        run = Run(run_id, root, None)
-        run.folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "nbprod", "run", "--events", str(run.events_path)]
+        arguments = ["run"]
         if from_stage:
-            command += ["--from", from_stage]
-        command += stages
+            arguments += ["--from", from_stage]
+        return self.launch(root, arguments + stages)
+
+    def launch(self, root: Path, arguments: list[str]) -> Run:
+        """Start ``python -m nbprod ARGUMENTS --events <the run's events file>`` (``nbprod run`` or
+        ``nbprod retrain``, both of which take the project's run lock) as a run of ``root``."""
+        # The folder `nbprod run` will use too (it finds it from --events): one folder per run.
+        run = Run(RunFolder.create(root).id, root, None)
+        command = [sys.executable, "-m", "nbprod", *arguments[:1], "--events", str(run.events_path), *arguments[1:]]
         with open(run.folder / "output.log", "wb") as log:
             # Own process group: cancel sends SIGINT to the run and every kernel it started.
             run.process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True)
         (run.folder / "pid").write_text(str(run.process.pid))
-        self._runs[(root, run_id)] = run
+        self._runs[(root, run.id)] = run
         return run
 
     def get(self, root: Path, run_id: str) -> Run | None:
         if not is_run_id(run_id):
             return None
         run = self._runs.get((root, run_id))
-        if run is None and (root / RUNS_DIR / run_id / "events.jsonl").is_file():
+        if run is None and RunFolder(root, run_id).events.is_file():
             run = Run(run_id, root, None)
         return run
 
     def recent(self, root: Path, limit: int = 10) -> list[Run]:
-        folder = root / RUNS_DIR
-        ids = sorted((p.name for p in folder.iterdir() if is_run_id(p.name)), reverse=True) if folder.is_dir() else []
-        return [r for r in (self.get(root, i) for i in ids[:limit]) if r is not None]
+        return [r for r in (self.get(root, i) for i in recent_runs(root, limit)) if r is not None]
 
     def cancel(self, run: Run) -> bool:
         if not run.running:
