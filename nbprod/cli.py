@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="create a project with example notebooks, git and DVC")
     p.add_argument("path", type=Path)
     p.add_argument("--no-git", action="store_true", help="do not run git init (inside an existing repository)")
+    p.add_argument("--template", default="example", metavar="NAME",
+                   help="project template: example (default) or fairness (a fairness-audited model)")
     p.set_defaults(handler=cmd_init)
 
     p = sub.add_parser("compile", help="generate stage notebooks, dvc.yaml stages and params.yaml")
@@ -99,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_init(args) -> int:
     from .scaffold import init_project
 
-    root = init_project(args.path, git=not args.no_git)
+    root = init_project(args.path, git=not args.no_git, template=args.template)
     print(f"Created nbprod project in {root}")
     print(f"Next: cd {args.path} && nbprod run")
     return 0

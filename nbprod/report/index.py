@@ -6,10 +6,13 @@ import datetime as _dt
 from html import escape
 from pathlib import Path
 
+from ..notebook import atomic_write
+from ..project import REPORTS_DIR
 from ..scraps import is_number
+from .freshness import index_digest, index_path, stamp
 from .history import metric_history, workspace_metrics
 from .pipeline_view import StageNode, load_stages
-from .run import StageRun, load_run
+from .executed import StageRun, load_run
 from .stage_report import report_path
 from .style import page
 from .svg import dag_svg, format_duration, format_number, line_chart_svg
@@ -25,7 +28,7 @@ def stage_summaries(root: Path, nodes: list[StageNode]) -> dict[str, dict]:
     """Per stage: its last run (if any), status, duration, headline metrics and report links."""
     summaries = {}
     names = [n.name for n in nodes]
-    executed = {p.stem: p for p in sorted((root / "reports").glob("*.ipynb"))} if (root / "reports").is_dir() else {}
+    executed = {p.stem: p for p in sorted((root / REPORTS_DIR).glob("*.ipynb"))} if (root / REPORTS_DIR).is_dir() else {}
     for name in names + sorted(set(executed) - set(names)):
         run: StageRun | None = load_run(executed[name], name) if name in executed else None
         metrics = _numeric(workspace_metrics(root, name)) or (run.metrics if run else {})
@@ -97,8 +100,10 @@ def _history_charts(root: Path, summaries: dict[str, dict]) -> str:
 
 
 def render_index(project, out: Path | None = None) -> Path:
-    """Write ``reports/index.html`` for ``project``; returns its path."""
+    """Write ``reports/index.html`` for ``project`` (atomically, stamped with the hash of what it
+    shows: see ``freshness``); returns its path."""
     root = Path(project.root)
+    digest = index_digest(root)  # before reading: a change made meanwhile makes the stamp stale
     nodes = load_stages(project)
     summaries = stage_summaries(root, nodes)
     dag = dag_svg(nodes, summaries)
@@ -115,7 +120,6 @@ def render_index(project, out: Path | None = None) -> Path:
         f"<h2>Stages</h2>{_stage_table(summaries)}"
         f"<h2>Metric history</h2>{_history_charts(root, summaries)}"
     )
-    out = out or root / "reports" / "index.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page(f"{escape(root.name)} — nbprod runs", body), encoding="utf-8")
+    out = out or index_path(root)
+    atomic_write(out, stamp(page(f"{escape(root.name)} — nbprod runs", body), digest))
     return out

@@ -9,8 +9,10 @@ from html import escape
 from pathlib import Path
 
 from ..scraps import SCRAP_MIME_PREFIX, DisplayScrap, is_number
+from ..notebook import atomic_write
+from .freshness import notebook_digest, report_path, stamp
 from .pipeline_view import locked_deps
-from .run import PAPERMILL_ERROR_TAG, StageRun, read_notebook_json, run_from_notebook
+from .executed import PAPERMILL_ERROR_TAG, StageRun, run_from_notebook
 from .style import CSS
 from .svg import format_duration, format_number
 
@@ -21,10 +23,6 @@ TEMPLATE_NAME = "nbprod_report"
 def cell_anchor(index: int) -> str:
     """The HTML id nbconvert gives the cell we number ``index`` (see ``_prepare``)."""
     return f"cell-id=nbprod-cell-{index}"
-
-
-def report_path(root: Path, stage: str, no_input: bool = False) -> Path:
-    return Path(root) / "reports" / (f"{stage}.noinput.html" if no_input else f"{stage}.html")
 
 
 def _rows(pairs) -> str:
@@ -158,22 +156,37 @@ def _prepare(nb: dict) -> dict:
     return nb
 
 
+# One exporter per process and flavour: building it loads nbconvert's templates (a run's report
+# worker renders every stage with the same one).
+_EXPORTERS: dict[bool, object] = {}
+
+
+def exporter(no_input: bool = False):
+    """The nbconvert HTML exporter for nbprod's template (built once per process)."""
+    if no_input not in _EXPORTERS:
+        from nbconvert import HTMLExporter
+
+        _EXPORTERS[no_input] = HTMLExporter(
+            template_name=TEMPLATE_NAME,
+            extra_template_basedirs=[str(TEMPLATES)],
+            exclude_input=no_input,
+            exclude_input_prompt=no_input,
+            exclude_output_prompt=no_input,
+            embed_images=True,
+        )
+    return _EXPORTERS[no_input]
+
+
 def render_stage_report(root: Path, executed: Path, no_input: bool = False, out: Path | None = None) -> Path:
-    """Write the HTML report of the executed notebook ``executed``; returns its path."""
+    """Write the HTML report of the executed notebook ``executed``; returns its path. The report is
+    stamped with the hash of the notebook bytes it was rendered from (see ``freshness``) and
+    written atomically: an interrupted render never leaves half a page."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     root = Path(root)
-    nb_json = read_notebook_json(executed)
+    data = Path(executed).read_bytes()  # hashed and rendered from the same bytes
+    nb_json = json.loads(data.decode("utf-8"))
     run = run_from_notebook(nb_json, executed)
-    exporter = HTMLExporter(
-        template_name=TEMPLATE_NAME,
-        extra_template_basedirs=[str(TEMPLATES)],
-        exclude_input=no_input,
-        exclude_input_prompt=no_input,
-        exclude_output_prompt=no_input,
-        embed_images=True,
-    )
     title = f"{run.stage} — nbprod report" + (" (no code)" if no_input else "")
     resources = {
         "metadata": {"name": title},
@@ -182,8 +195,7 @@ def render_stage_report(root: Path, executed: Path, no_input: bool = False, out:
     }
     # reads() rather than from_dict(): it rejoins sources and outputs stored as lists of lines.
     node = nbformat.reads(json.dumps(_prepare(nb_json)), as_version=4)
-    body, _ = exporter.from_notebook_node(node, resources=resources)
+    body, _ = exporter(no_input).from_notebook_node(node, resources=resources)
     out = out or report_path(root, run.stage, no_input)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(body, encoding="utf-8")
+    atomic_write(out, stamp(body, notebook_digest(data, no_input)))
     return out
