@@ -11,6 +11,25 @@ from .errors import NbprodError
 from .proc import git_output, tool
 
 
+DEFAULT_TEMPLATE = "example"
+# Named templates: templates/<name>/ (nbprod/_templates/<name>/ in the wheel), copied over the base
+# project (templates/project), so each holds only what differs: notebooks, pyproject.toml, README.md.
+# Adding one (a "mixed" R + Python project, say) is that folder, its name here, and one
+# force-include line in pyproject.toml.
+NAMED_TEMPLATES = ("fairness",)
+_SKIPPED = {"__pycache__", ".ipynb_checkpoints"}
+
+
+def template_names() -> list[str]:
+    return [DEFAULT_TEMPLATE, *NAMED_TEMPLATES]
+
+
+def named_template_dir(name: str) -> Path:
+    here = Path(__file__).resolve().parent
+    packaged = here / "_templates" / name
+    return packaged if packaged.is_dir() else here.parent / "templates" / name
+
+
 def template_dirs() -> tuple[Path, Path]:
     """(project template, example notebooks), from the wheel or from a source checkout."""
     here = Path(__file__).resolve().parent
@@ -27,7 +46,10 @@ def template_schemas() -> Path:
     return packaged if packaged.is_dir() else here.parent / "schemas"
 
 
-def init_project(path: Path, git: bool = True) -> Path:
+def init_project(path: Path, git: bool = True, template: str = DEFAULT_TEMPLATE) -> Path:
+    if template not in template_names():
+        raise NbprodError(f"no project template {template!r}", "--template",
+                          fix=f"choose one of: {', '.join(template_names())}")
     root = path.resolve()
     if root.exists() and any(root.iterdir()):
         raise NbprodError("already exists and is not empty", path,
@@ -38,22 +60,11 @@ def init_project(path: Path, git: bool = True) -> Path:
     project_template, examples = template_dirs()
     root.mkdir(parents=True, exist_ok=True)
     try:
-        for source in sorted(project_template.rglob("*")):
-            if source.is_dir():
-                continue
-            rel = source.relative_to(project_template).as_posix()
-            rel = {"gitignore": ".gitignore", "dvcignore": ".dvcignore"}.get(rel, rel)
-            target = root / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(source.read_text(encoding="utf-8").replace("{{name}}", name), encoding="utf-8")
-        (root / "notebooks").mkdir()
-        for notebook in sorted(examples.glob("*.ipynb")):
-            shutil.copyfile(notebook, root / "notebooks" / notebook.name)
-        # schemas/ sits at the project root, as in this repository: "schemas/NAME.yaml" in a notebook
-        # is looked up from the notebook's folder, then from the root (nbprod.contracts.schemas).
-        for schema in sorted(template_schemas().glob("*.yaml")):
-            (root / "schemas").mkdir(exist_ok=True)
-            shutil.copyfile(schema, root / "schemas" / schema.name)
+        _copy_template(project_template, root, name)
+        if template != DEFAULT_TEMPLATE:
+            _copy_template(named_template_dir(template), root, name)
+        else:
+            _add_examples(root, examples)
         if git:
             _run(root, "git", "init", "-q")
         _run(root, tool("dvc"), "init", "-q", *([] if git else ["--no-scm"]))
@@ -70,6 +81,30 @@ def init_project(path: Path, git: bool = True) -> Path:
         shutil.rmtree(root, ignore_errors=True)  # we created it: leave nothing half made
         raise
     return root
+
+
+def _copy_template(folder: Path, root: Path, name: str) -> None:
+    """Every file of a template folder into the project, with ``{{name}}`` filled in."""
+    for source in sorted(folder.rglob("*")):
+        if source.is_dir() or _SKIPPED & set(source.relative_to(folder).parts):
+            continue
+        rel = source.relative_to(folder).as_posix()
+        rel = {"gitignore": ".gitignore", "dvcignore": ".dvcignore"}.get(rel, rel)
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.read_text(encoding="utf-8").replace("{{name}}", name), encoding="utf-8")
+
+
+def _add_examples(root: Path, examples: Path) -> None:
+    """The default template: the example notebooks and the data contracts they validate against."""
+    (root / "notebooks").mkdir()
+    for notebook in sorted(examples.glob("*.ipynb")):
+        shutil.copyfile(notebook, root / "notebooks" / notebook.name)
+    # schemas/ sits at the project root, as in this repository: "schemas/NAME.yaml" in a notebook
+    # is looked up from the notebook's folder, then from the root (nbprod.contracts.schemas).
+    for schema in sorted(template_schemas().glob("*.yaml")):
+        (root / "schemas").mkdir(exist_ok=True)
+        shutil.copyfile(schema, root / "schemas" / schema.name)
 
 
 def _identity(root: Path) -> list[str]:

@@ -241,6 +241,9 @@ def _metric_values(audit: FairnessAudit) -> dict[str, float]:
         if _finite(value):
             values[name] = value if isinstance(value, int) else round(float(value), 6)
 
+    # The headline numbers first: a run's summary table shows the first metrics a stage recorded.
+    for key in names.SUMMARY:
+        put(names.PREFIX + key, audit.aggregates.get(key))
     for view in audit.views:
         for group in view.groups:
             put(names.metric_name("size", group.name), group.size)
@@ -250,7 +253,8 @@ def _metric_values(audit: FairnessAudit) -> dict[str, float]:
                 put(names.metric_name(metric, group.name, "ci_low"), low)
                 put(names.metric_name(metric, group.name, "ci_high"), high)
     for key, value in audit.aggregates.items():
-        put(names.PREFIX + key, value)
+        if key not in names.SUMMARY:
+            put(names.PREFIX + key, value)
     put(names.PREFIX + "min_group_size", audit.min_group_size)
     put(names.PREFIX + "groups_too_small", sum(not g.judged for g in audit.compared.groups))
     return values
