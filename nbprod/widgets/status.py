@@ -88,9 +88,9 @@ def metrics_line(metrics: dict, shown: int = 4) -> str:
     if not metrics:
         return "-"
     items = sorted(metrics.items())
-    text = ", ".join(f"{k}={_number(v)}" for k, v in items[:shown])
+    text = ", ".join(f"{k}={number(v)}" for k, v in items[:shown])
     return text + (f" (+{len(items) - shown})" if len(items) > shown else "")
 
 
-def _number(value: object) -> str:
+def number(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)

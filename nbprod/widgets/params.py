@@ -1,0 +1,190 @@
+"""A notebook's parameters as the form edits them: read from the parameters cell and params.yaml,
+checked with compile's rules, saved back to params.yaml atomically. No ipywidgets here.
+
+A parameter may declare a range in a trailing comment of its line in the parameters cell,
+``threshold = 0.5  # range: 0..1``; the form then shows a slider and refuses values outside it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbprod.analysis import literal_assignments
+from nbprod.errors import NbprodError
+from nbprod.notebook import atomic_write
+from nbprod.project import Project
+
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_RANGE = re.compile(rf"^\s*([A-Za-z_]\w*)\s*(?::[^=#]*)?=[^#]*#.*?\brange:\s*({_NUMBER})\s*\.\.\s*({_NUMBER})")
+# compile's own advice for a parameters cell line that is not a literal (nbprod.pipeline).
+LITERAL_FIX = ("keep only NAME = value lines (numbers, strings, booleans, None, lists, dicts) "
+               "and move other code to a stage cell")
+
+
+@dataclass
+class Param:
+    name: str
+    default: object                 # the value in the parameters cell
+    value: object                   # the value in params.yaml (the default when it has none)
+    line: int                       # its line in the parameters cell
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def kind(self) -> str:
+        return _kind(self.default)
+
+
+@dataclass
+class NotebookParams:
+    project: Project
+    notebook: str                   # project-relative
+    section: str                    # its params.yaml section
+    cell: int                       # the parameters cell's number
+    params: list[Param]
+
+    def get(self, name: str) -> Param:
+        return next(p for p in self.params if p.name == name)
+
+
+def notebook_params(project: Project, notebook: Path) -> NotebookParams:
+    """The parameters of ``notebook``, with their current params.yaml values and declared ranges."""
+    from nbprod.pipeline import load_pipeline
+
+    rel = project.rel(notebook)
+    spec = next((s for s in load_pipeline(project).notebooks if s.path == rel), None)
+    if spec is None:
+        raise NbprodError("is not one of the project's notebooks", rel,
+                          fix="open a notebook listed under [tool.nbprod] notebooks")
+    if spec.params_cell is None:
+        raise NbprodError("has no parameters cell", rel, fix="tag the cell of NAME = value lines 'parameters'")
+    section = (_load(project.root / "params.yaml") or {}).get(spec.section) or {}
+    lines = spec.params_cell.source.split("\n")
+    params = []
+    for name, default in spec.params.items():
+        line = next((i for i, text in enumerate(lines, 1) if re.match(rf"\s*{name}\s*[:=]", text)), 1)
+        match = _RANGE.match(lines[line - 1])
+        low, high = (float(match.group(2)), float(match.group(3))) if match and match.group(1) == name else (None, None)
+        params.append(Param(name, default, section.get(name, default) if isinstance(section, dict) else default,
+                            line, low, high))
+    return NotebookParams(project, rel, spec.section, spec.params_cell.number, params)
+
+
+def parse_text(form: NotebookParams, name: str, text: str) -> object:
+    """A value typed as text: a Python literal, as in the parameters cell, or YAML (``[a, b]``)."""
+    param = form.get(name)
+    if param.kind == "a string":
+        return text
+    values, bad = literal_assignments(f"{name} = {text}")
+    if bad is None:
+        return values[name]
+    try:
+        from ruamel.yaml import YAML
+
+        value = YAML(typ="safe", pure=True).load(text)
+    except Exception:  # noqa: BLE001 - any YAML error means "not a value"
+        value = None
+    values, bad = literal_assignments(f"{name} = {value!r}") if isinstance(value, (list, dict, bool, int, float)) \
+        else ({}, True)
+    if bad is None:
+        return values[name]
+    raise NbprodError(f"parameters cell line {param.line} is not a literal assignment: {f'{name} = {text}'[:60]!r}",
+                      form.notebook, form.cell, fix=LITERAL_FIX)
+
+
+def check(form: NotebookParams, name: str, value: object) -> object:
+    """``value`` for ``name`` if the pipeline can run with it; else the one-line error compile would give."""
+    param = form.get(name)
+    values, bad = literal_assignments(f"{name} = {value!r}")
+    if bad is not None:
+        raise NbprodError(f"parameters cell line {param.line} is not a literal assignment: "
+                          f"{f'{name} = {value!r}'[:60]!r}", form.notebook, form.cell, fix=LITERAL_FIX)
+    value = values[name]
+    if not _same_kind(param.default, value):
+        raise NbprodError(f"{form.section}.{name} is {_kind(value)}, but the parameters cell makes it {param.kind}",
+                          "params.yaml", fix=f"give {name} {param.kind}, as line {param.line} of the "
+                          f"parameters cell of {form.notebook} does")
+    if param.low is not None and not (param.low <= value <= param.high):
+        raise NbprodError(f"{form.section}.{name} = {value!r} is outside its range {_num(param.low)}..{_num(param.high)}",
+                          form.notebook, form.cell,
+                          fix=f"use a value from {_num(param.low)} to {_num(param.high)}, or change the range: "
+                              f"comment on line {param.line} of the parameters cell")
+    return value
+
+
+def save(form: NotebookParams, values: dict[str, object]) -> list[str]:
+    """Write the changed values to params.yaml in one atomic replace; every value is checked first,
+    so a bad one leaves the file as it was. Returns the names that changed."""
+    checked = {name: check(form, name, value) for name, value in values.items()}
+    # JSON text compares 1 with 1.0 and True with 1 as different, as params.yaml would show them.
+    changed = [n for n, v in checked.items() if json.dumps(v) != json.dumps(form.get(n).value, default=str)]
+    if not changed:
+        return []
+    path = form.project.root / "params.yaml"
+    yaml = _round_trip()
+    doc = _load(path, yaml)
+    if doc is None:
+        from ruamel.yaml.comments import CommentedMap
+
+        doc = CommentedMap()
+    section = doc.setdefault(form.section, {})
+    if not isinstance(section, dict):
+        raise NbprodError(f"section {form.section!r} is not a mapping", "params.yaml",
+                          fix=f"make {form.section} a mapping of names to values, or delete it")
+    for name in changed:
+        section[name] = checked[name]
+        form.get(name).value = checked[name]
+    stream = io.StringIO()
+    yaml.dump(doc, stream)
+    atomic_write(path, stream.getvalue())
+    return changed
+
+
+def _round_trip():
+    # The layout compile writes params.yaml with, so a save from the form is no diff compile undoes.
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096
+    yaml.preserve_quotes = True
+    return yaml
+
+
+def _load(path: Path, yaml=None):
+    if not path.exists():
+        return None
+    try:
+        doc = (yaml or _round_trip()).load(path.read_text(encoding="utf-8"))
+    except Exception as exc:  # noqa: BLE001 - ruamel raises many error types; all mean "not valid YAML"
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise NbprodError(f"is not valid YAML{where}", path.name,
+                          fix=f"correct {path.name} by hand or restore it with git") from None
+    if doc is not None and not isinstance(doc, dict):
+        raise NbprodError("is not a mapping of sections", "params.yaml", fix="restore params.yaml with git")
+    return doc
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "a list", dict: "a mapping", type(None): "null"}.get(type(value), "a value")
+
+
+def _same_kind(default: object, value: object) -> bool:
+    if default is None:
+        return True  # None in the cell says nothing about the type
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+        return False  # an int parameter (n_estimators = 100) must stay an int
+    return _kind(default) == _kind(value)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
