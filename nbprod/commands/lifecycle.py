@@ -189,6 +189,10 @@ def _history_line(event) -> str:
         text = f"prod <- {event.version} approved{by} (candidate {r.get('candidate')})"
         if r.get("override"):
             text += f" OVERRIDING failed gates: {r['override']}"
+        if r.get("fairness"):
+            from ..fairness.compare import fairness_line
+
+            text += f"; {fairness_line(r['fairness'])}"
     elif event.action == "rollback":
         text = f"prod <- {event.version} rolled back{by} from {r.get('from')}"
         if r.get("kept"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import json
 
+from ..fairness.compare import comparison_html
+
 
 def _fmt(value) -> str:
     if value is None:
@@ -40,6 +42,8 @@ def render_comparison(record: dict) -> str:
     params = "".join(f"<li><code>{html.escape(k)} = {html.escape(json.dumps(v))}</code></li>"
                      for k, v in (record.get("params_set") or {}).items())
     cid = html.escape(record.get("candidate", ""))
+    # Candidate vs champion group by group, when the pipeline records nbprod.fairness metrics.
+    fairness = comparison_html(cand, champ if champion else None)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Candidate {cid}</title>
 <style>
@@ -58,6 +62,7 @@ environment: python {html.escape(str((record.get("environment") or {}).get("pyth
 <h2>Gates</h2>
 <table><tr><th>gate</th><th>result</th><th>candidate</th><th>threshold</th><th>note</th></tr>{''.join(gates) or
 '<tr><td colspan=5>no gates declared in [tool.nbprod.gates]</td></tr>'}</table>
+{fairness}
 <h2>Metrics</h2>
 <table><tr><th>file</th><th>metric</th><th>champion</th><th>candidate</th><th>change</th></tr>{''.join(rows)}</table>
 <h2>What the candidate was built from</h2>

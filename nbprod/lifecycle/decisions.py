@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NbprodError
+from ..fairness.compare import approval_record
 from ..project import Project
 from . import gitrepo, registry, workspace
 from .candidates import Candidate, load_candidate, write_record
@@ -66,7 +67,8 @@ def approve(project: Project, candidate_id: str, by: str, note: str = "", overri
               "gates": candidate.record.get("gates", []), "gates_passed": not failed, "override": override,
               "metrics": candidate.record.get("metrics", {}), "previous": previous.version if previous else None,
               "model_path": config.model_path, "model_md5": candidate.record.get("model_md5"),
-              "environment": candidate.record.get("environment"), **_identity(identity)}
+              "environment": candidate.record.get("environment"), **_identity(identity),
+              "fairness": approval_record(candidate.record)}
     kept = _keep_if_unregistered(root, config.model_name, by, when, f"approval of {candidate_id}") if checkout \
         else None
     version = registry.register(root, config.model_name, candidate.commit, record)

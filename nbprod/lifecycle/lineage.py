@@ -83,7 +83,28 @@ def lineage(project: Project, path: Path | str) -> Lineage:
     registered = _registered_in(root, project, out, stage.outs.get(out, ""))
     if registered:
         facts.append(Fact("registry", registered, None))
+        facts += _fairness_facts(root, project, out, stage.outs.get(out, ""))
     return result
+
+
+def _fairness_facts(root: Path, project: Project, out: str, md5: str) -> list[Fact]:
+    """The fairness results approve recorded with each version that holds this output."""
+    from ..fairness.compare import fairness_line
+    from . import registry
+    from .config import load_config
+
+    try:
+        model = load_config(project).model_name
+    except NbprodError:
+        model = "model"
+    facts = []
+    for version in registry.versions(root, model):
+        text = gitrepo.show_file(root, version.commit, "dvc.lock")
+        locked = parse_lock(text) if text else {}
+        line = fairness_line(version.record.get("fairness"))
+        if line and any(s.outs.get(out) == md5 for s in locked.values()):
+            facts.append(Fact("fairness", f"{version.tag}: {line[len('fairness: '):]}", None))
+    return facts
 
 
 def _producer(stages: dict[str, LockedStage], rel: str, cache: Path):
