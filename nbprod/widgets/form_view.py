@@ -102,7 +102,8 @@ def _field(param: Param) -> w.Widget:
     value = param.value
     if param.kind == "a boolean":
         return w.Checkbox(value=bool(value), indent=True, **label)
-    if param.kind == "a number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if param.kind in ("a number", "a whole number") and isinstance(value, (int, float)) \
+            and not isinstance(value, bool):
         integer = isinstance(param.default, int)
         if param.low is not None:
             cls = w.IntSlider if integer else w.FloatSlider

@@ -173,7 +173,9 @@ def _load(path: Path, yaml=None):
 def _kind(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
         return "a number"
     return {str: "a string", list: "a list", dict: "a mapping", type(None): "null"}.get(type(value), "a value")
 
@@ -181,8 +183,8 @@ def _kind(value: object) -> str:
 def _same_kind(default: object, value: object) -> bool:
     if default is None:
         return True  # None in the cell says nothing about the type
-    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
-        return False  # an int parameter (n_estimators = 100) must stay an int
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return True  # rate = 1 for rate = 0.1 is fine; n_estimators = 12.5 for 100 is not
     return _kind(default) == _kind(value)
 
 

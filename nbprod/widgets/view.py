@@ -68,6 +68,10 @@ class Panel(w.VBox):
             raise LookupError(f"no button {description!r}" + (f" for stage {stage}" if stage else ""))
         return found[0]
 
+    def states(self) -> dict[str, str]:
+        """Each stage's state as the panel shows it."""
+        return {row.stage: row.state for row in self.table.children}
+
     def refresh(self, wait: bool = False) -> None:
         """Ask ``nbprod status`` again (skipped while a run holds DVC's lock: the events tell more)."""
         if wait:
@@ -232,6 +236,7 @@ class Panel(w.VBox):
             details = live.message or ""
         elif last is not None and last.state == "failed" and row.state != "up to date":
             state, why, details = "failed", "failed", last.message or ""
+        widget.state = state
         colour = STATE_COLOURS.get(state, "inherit")
         state_cell.value = (f'<span class="nbprod-state" data-state="{html.escape(state)}" title="{html.escape(details)}" '
                             f'style="color:{colour}">{html.escape(why)}</span>'
