@@ -10,7 +10,6 @@ from pathlib import Path
 from .errors import NbprodError
 from .proc import git_output, tool
 
-
 DEFAULT_TEMPLATE = "example"
 # Named templates: templates/<name>/ (nbprod/_templates/<name>/ in the wheel), copied over the base
 # project (templates/project), so each holds only what differs: notebooks, pyproject.toml, README.md.

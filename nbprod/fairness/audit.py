@@ -219,8 +219,12 @@ def _aggregates(data: AuditInput, view: View) -> dict[str, float]:
 
 def _parity(data: AuditInput, view: View) -> dict[str, float]:
     """fairlearn's demographic parity and equalized odds over the judged groups' rows."""
-    from fairlearn.metrics import (demographic_parity_difference, demographic_parity_ratio,
-                                   equalized_odds_difference, equalized_odds_ratio)
+    from fairlearn.metrics import (
+        demographic_parity_difference,
+        demographic_parity_ratio,
+        equalized_odds_difference,
+        equalized_odds_ratio,
+    )
 
     labels = view.labels
     rows = labels.isin([g.label for g in view.judged]).to_numpy()

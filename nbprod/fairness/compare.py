@@ -11,7 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from .names import DIRECTION, LABELS, METRICS, SUMMARY, GroupValue, RecordedFairness, flat_metrics, read_recorded
+from .names import (
+    DIRECTION,
+    LABELS,
+    METRICS,
+    SUMMARY,
+    GroupValue,
+    RecordedFairness,
+    flat_metrics,
+    read_recorded,
+)
 
 
 @dataclass

@@ -65,7 +65,7 @@ def _features(sensitive_features, rows: int) -> pd.DataFrame:
         missing = _nan_count(array)
         if missing:
             raise _error(f"sensitive feature {name!r} has {missing} missing value(s) (NaN/None)",
-                         f"fill them with an explicit label, e.g. .fillna('unknown'), or drop those rows")
+                         "fill them with an explicit label, e.g. .fillna('unknown'), or drop those rows")
         labels = pd.Series(array).astype(str).to_numpy()
         distinct = sorted(set(labels))
         if len(distinct) < 2:
@@ -109,7 +109,7 @@ def check_input(y_true, y_pred, sensitive_features, y_score, metrics, pos_label)
             raise _error(f"y_score has {int(np.isnan(score).sum())} NaN value(s)", "score every row")
     for name, array in (("y_true", true), ("y_pred", pred)):
         if _nan_count(array):
-            raise _error(f"{name} has {_nan_count(array)} missing value(s) (NaN/None)", f"drop those rows first")
+            raise _error(f"{name} has {_nan_count(array)} missing value(s) (NaN/None)", "drop those rows first")
     asked = tuple(metrics) if metrics else tuple(m for m in METRICS if m != "roc_auc" or score is not None)
     unknown = [m for m in asked if m not in METRICS]
     if unknown:
