@@ -11,6 +11,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { NbprodApi, tagParser } from './api';
 import { NotebookChips } from './cellchips';
 import { PipelinePanel } from './panel';
+import { modelsPanelPlugin } from './models-plugin';
 
 const api = new NbprodApi();
 
@@ -92,4 +93,4 @@ const pipelinePanel: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [cellTags, pipelinePanel];
+export default [cellTags, pipelinePanel, modelsPanelPlugin];

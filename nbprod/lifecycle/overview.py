@@ -79,7 +79,8 @@ def overview(project: Project) -> dict:
         report = f"{CANDIDATES_DIR}/{candidate_id}/comparison.html"
         waiting.append(dict(candidate.record, id=candidate_id, commit=candidate.commit,
                             report=report if (root / report).is_file() else None))
-    return {"model": model, "model_path": config.model_path, "production": production, "candidates": waiting,
+    return {"model": model, "model_path": config.model_path, "gate_metrics": [g.metric for g in config.gates],
+            "production": production, "candidates": waiting,
             "versions": [{"version": v.version, "commit": v.commit, "tag": v.tag, "date": v.date,
                           "kind": v.record.get("action", "register"),
                           "in_production": current is not None and v.version == current.version}
