@@ -62,7 +62,8 @@ def test_inferred_schema_round_trips_and_reads_well(schema_file):
     ("columns: [1, 2", "is not valid YAML at line"),
     ("- a\n- b\n", "is not a schema"),
     ("columns:\n  a:\n    dtype: float64\n    greater_than_or_equel_to: 1\n", "unknown check 'greater_than_or_equel_to'"),
-    ("columns:\n  a:\n    dtype: nonsense\n", "is not a valid pandera schema"),
+    ("columns:\n  a:\n    dtype: nonsense\n", "is not a valid pandera schema (column 'a': TypeError"),
+    ("columns:\n  a:\n    dtype: float64\n    between: 3\n", "column 'a': TypeError: Check.between()"),
     ("colums:\n  a: {dtype: int64}\n", "is not a schema"),
     ("columns:\n  a: {dtype: int64}\nstrictt: true\n", "unknown schema key 'strictt'"),
 ])

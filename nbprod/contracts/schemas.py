@@ -134,11 +134,24 @@ def _from_mapping(data: dict, path: Path) -> "pa.DataFrameSchema":
         schema = pandas_io.deserialize_schema(data)
     except Exception as exc:  # pandera raises TypeError, ValueError, KeyError... for bad values
         message = " ".join(str(exc).split())[:200]
-        raise NbprodError(f"is not a valid pandera schema ({type(exc).__name__}: {message})", path,
+        where = _failing_column(data)
+        raise NbprodError(f"is not a valid pandera schema ({where}{type(exc).__name__}: {message})", path,
                           fix="correct the dtype or check arguments it names") from None
     if schema.name is None:
         schema.name = schema_name(path)
     return schema
+
+
+def _failing_column(data: dict) -> str:
+    """``column 'x': `` for the first column that fails on its own, to point the user at it."""
+    from pandera.io import pandas_io
+
+    for column, spec in data["columns"].items():
+        try:
+            pandas_io.deserialize_schema({"columns": {column: spec}})
+        except Exception:  # the same errors as the whole schema's, column by column
+            return f"column {column!r}: "
+    return ""
 
 
 def infer_schema(df: "pandas.DataFrame", name: str | None = None,
