@@ -1,7 +1,7 @@
 """The prediction log: one JSON line per answered request, written by a background thread so that
 logging never blocks a request. The queue is bounded; when it is full the entry is dropped and
 counted. Each worker process writes its own file (``predictions-<pid>.jsonl``), rotated by size
-into ``predictions-<pid>.jsonl.1`` .. ``.N`` (oldest last), so no two processes share a file.
+into ``predictions-<pid>.jsonl.1`` .. ``.N`` (N = log_keep rotated files, ``.N`` oldest), so no two processes share a file.
 
 Line format (documented in the README, read by drift monitoring)::
 
@@ -65,24 +65,24 @@ class PredictionLog:
             self._thread.join(timeout)
 
     def _write_loop(self) -> None:
-        handle = open(self.path, "a", encoding="utf-8")
+        handle = open(self.path, "a", encoding="ascii")
+        size = self.path.stat().st_size
         try:
             while True:
                 entry = self._queue.get()
-                lines = []
                 while entry is not _STOP:
-                    lines.append(_line(entry))
+                    line = _line(entry)  # ASCII (json escapes the rest): characters == bytes
+                    handle.write(line)
+                    size += len(line)
+                    if size >= self.max_bytes:
+                        handle.close()
+                        self._rotate()
+                        handle, size = open(self.path, "a", encoding="ascii"), 0
                     try:
                         entry = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                if lines:
-                    handle.write("".join(lines))
-                    handle.flush()
-                    if handle.tell() >= self.max_bytes:
-                        handle.close()
-                        self._rotate()
-                        handle = open(self.path, "a", encoding="utf-8")
+                handle.flush()  # once per drained batch: readers see whole lines soon, few syscalls
                 if entry is _STOP:
                     return
         finally:
