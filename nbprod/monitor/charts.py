@@ -72,8 +72,9 @@ def time_chart(title: str, series: list[Series], thresholds: list[list[tuple[flo
     if t1 != t0:
         out.append(f'<text x="{left + plot_w}" y="{height - 10}" font-size="11" text-anchor="end">{_day(t1)}</text>')
     for marker in markers or []:
-        if t0 <= marker.when <= t1:
-            x, colour = sx(marker.when), MARKER_COLOURS.get(marker.kind, "#5f6368")
+        # a promotion shortly before the first point (the usual: promote, then the next run) is drawn at it
+        if t0 - 0.05 * span <= marker.when <= t1:
+            x, colour = sx(max(marker.when, t0)), MARKER_COLOURS.get(marker.kind, "#5f6368")
             out.append(f'<g class="marker" data-kind="{marker.kind}"><title>{escape(marker.label)}</title>'
                        f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="{colour}" '
                        f'stroke-width="2"/><text x="{x + 3:.1f}" y="{top + 12}" font-size="10" fill="{colour}">'
@@ -99,4 +100,4 @@ def time_chart(title: str, series: list[Series], thresholds: list[list[tuple[flo
     if len(series) > 1:
         out.append('<p class="legend">' + " ".join(
             f'<span><i style="background:{s.colour}"></i>{escape(s.name)}</span>' for s in series) + "</p>")
-    return "".join(out)
+    return '<figure class="chartbox">' + "".join(out) + "</figure>"

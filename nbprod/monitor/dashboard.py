@@ -36,8 +36,8 @@ h2{font-size:18px;margin:28px 0 8px} .muted{color:#5f6368}
 table{border-collapse:collapse;font-size:14px} th,td{padding:6px 10px;border-bottom:1px solid #e8eaed;text-align:left}
 th{background:#f8f9fa} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .state-alert{color:#b3261e;font-weight:600} .state-ok{color:#137333} .state-not{color:#5f6368}
-.charts{display:flex;flex-wrap:wrap;gap:18px} .chart{background:#fff}
-.legend{font-size:12px;margin:2px 0 0 60px} .legend span{margin-right:12px;white-space:nowrap}
+.charts{display:flex;flex-wrap:wrap;gap:18px} .chart{background:#fff} figure.chartbox{margin:0}
+.legend{font-size:12px;margin:2px 0 0 60px;max-width:500px} .legend span{margin-right:12px;white-space:nowrap}
 .legend i{display:inline-block;width:12px;height:3px;margin:0 4px 3px 0;vertical-align:middle}
 .key{font-size:13px;margin:4px 0 10px} .key b{display:inline-block;width:14px;height:3px;vertical-align:middle;margin:0 4px}
 a{color:#1a73e8}
@@ -180,7 +180,8 @@ def _metric_chart(metric: str, records, times, verdicts, markers, revisions) -> 
     committed = []
     for revision in revisions:
         value = _safe_lookup(revision.metrics, metric)
-        if value is not None:
+        # commits within the records' time span share the axis; with no records, all of them
+        if value is not None and (not times or times[0] <= revision.when <= times[-1]):
             committed.append((revision.when, value))
     if committed:
         series.insert(0, Series(f"{metric} (committed)", committed, "#9aa0a6"))
@@ -204,18 +205,28 @@ def _drift_section(records, times, verdicts) -> str:
             names += [n for n in values if n.startswith("drift.") and n not in names]
     if not names:
         return ""
-    out = [('<h2>Data drift</h2><p class="muted">How far the data of each run is from the training data '
-            '(0 = same distribution).</p><div class="charts" id="drift">')]
-    for overall in [n for n in names if n.count(".") == 1]:
+    out = [('<h2>Data drift</h2><p class="muted">How the data of each run compares with the training data, '
+            "as the runs' drift checks recorded it.</p><div class=\"charts\" id=\"drift\">")]
+    for overall in [n for n in names if n.count(".") == 1 and n != "drift.dataset_drifted"]:
         lines, alerts = _rule_lines(overall, records, times, verdicts)
-        out.append(time_chart(overall, [_metric_series(overall, records, times, alerts)], lines))
-    columns = [n for n in names if n.count(".") >= 2 and n.endswith(".score")]
+        title = "share of columns that drifted" if overall == "drift.share" else overall
+        out.append(time_chart(title, [_metric_series(overall, records, times, alerts, name=overall)], lines))
+    columns = _moving_columns(records, [n for n in names if n.count(".") >= 2 and n.endswith(".score")])
     if columns:
-        series = [_metric_series(n, records, times, set(), PALETTE[i % len(PALETTE)], n.split(".")[1])
+        series = [_metric_series(n, records, times, set(), PALETTE[i % len(PALETTE)], n[len("drift."):-len(".score")])
                   for i, n in enumerate(columns)]
-        out.append(time_chart("drift score per column", series))
+        out.append(time_chart(f"drift score of the {len(columns)} columns that changed most", series))
     out.append("</div>")
     return "".join(out)
+
+
+def _moving_columns(records: list[Record], names: list[str], count: int = 6) -> list[str]:
+    """The per-column drift scores that moved most between the first and the latest record."""
+    def moved(name: str) -> float:
+        values = [v for v in (value_of(r, name) for r in records) if v is not None]
+        return abs(values[-1] - values[0]) if values else 0.0
+
+    return sorted(names, key=moved, reverse=True)[:count]
 
 
 def _durations_section(records, times) -> str:
