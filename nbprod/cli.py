@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rerun stages even when up to date")
     p.add_argument("--events", type=Path, help="append run events (JSON lines) to this file")
     p.add_argument("--no-report", action="store_true", help="skip rendering HTML reports after the run")
+    p.add_argument("-k", "--keep-going", action="store_true",
+                   help="after a failure, still run the stages that do not depend on the failed one")
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="run up to N independent stages at a time (default 1)")
     p.add_argument("--executor", default="local", choices=("local", "dask"),
@@ -157,7 +159,7 @@ def cmd_run(args) -> int:
             result = run_pipeline(project, args.stages or None, from_stage=args.from_stage, force=args.force,
                                   events_path=args.events, on_event=on_event, jobs=args.jobs,
                                   executor=args.executor, dvc_repro=args.dvc_repro, scheduler=args.scheduler,
-                              lock_timeout=args.lock_timeout)
+                                  keep_going=args.keep_going, lock_timeout=args.lock_timeout)
     except BaseException:
         if reports is not None:
             reports.close()
@@ -171,6 +173,9 @@ def cmd_run(args) -> int:
         print(f"Record: records/{record_run(project, result.events)}")
     if not result.ok:
         print(f"nbprod: {result.message}", file=sys.stderr)
+        for outcome in result.outcomes:  # with --keep-going, every other failure too
+            if outcome.state == "failed" and outcome.message and outcome.message != result.message:
+                print(f"nbprod: {outcome.message}", file=sys.stderr)
         return 1
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .analysis import CodeFacts, CodeSyntaxError, analyse_code, literal_assignments
@@ -70,7 +70,6 @@ class Stage:
 class NotebookSpec:
     path: str
     section: str
-    kernel_language: str
     params: dict[str, object]
     params_cell: Cell | None
     shared: list[Cell]
@@ -167,9 +166,6 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
     if not section:
         raise NbprodError(f"notebook name {path.stem!r} gives no usable stage or params name", rel,
                           fix="rename the notebook to start with a letter, e.g. train.ipynb")
-    metadata = nb.get("metadata") if isinstance(nb.get("metadata"), dict) else {}
-    kernelspec = metadata.get("kernelspec") if isinstance(metadata.get("kernelspec"), dict) else {}
-    language = str(kernelspec.get("language", "python"))
     params_cell: Cell | None = None
     params: dict[str, object] = {}
     shared: list[Cell] = []
@@ -229,7 +225,7 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
     for cell in shared:  # a shared cell runs at the top of every stage: each depends on its schemas
         for stage in stages:
             _schema_deps(stage, cell, path, project)
-    spec = NotebookSpec(rel, section, language, params, params_cell, shared, stages)
+    spec = NotebookSpec(rel, section, params, params_cell, shared, stages)
     _stage_params(spec)
     return spec
 
@@ -462,6 +458,3 @@ def _check_cycles(pipeline: Pipeline) -> None:
         if name not in state:
             visit(name, [name])
 
-
-def stage_asdict(stage: Stage) -> dict:
-    return asdict(stage)

@@ -71,28 +71,6 @@ def iter_scrap_outputs(nb: dict) -> Iterator[tuple[int, dict]]:
                 yield index, output
 
 
-def scrap_cells(nb: dict) -> dict[str, int]:
-    """Map each scrap name to the index of the cell that recorded it (last one wins)."""
-    where: dict[str, int] = {}
-    for index, output in iter_scrap_outputs(nb):
-        for name in _names_in_output(output):
-            where[name] = index
-    return where
-
-
-def _names_in_output(output: dict) -> list[str]:
-    names = []
-    for mime, payload in _bundle(output).items():
-        if mime.startswith(SCRAP_MIME_PREFIX) and isinstance(payload, dict) and "name" in payload:
-            names.append(payload["name"])
-        elif mime.startswith(PAPERMILL_RECORD_PREFIX) and isinstance(payload, dict):
-            names.extend(payload)
-    meta = (output.get("metadata") or {}).get("scrapbook") or {}
-    if meta.get("display") and meta.get("name"):
-        names.append(meta["name"])
-    return names
-
-
 def read_scraps(nb: dict, *, include_frames: bool = True) -> dict[str, Any]:
     """Every scrap in an executed notebook, by name, in recording order (a later record wins).
 

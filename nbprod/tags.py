@@ -1,7 +1,8 @@
 """The tag schema: the one definition of cell tags, shared by the CLI and the JupyterLab extension.
 
-``SCHEMA`` is exported to ``nbprod/schema/tags.json`` (``python -m nbprod.tags``); the extension loads
-that file and the tests check both sides against it.
+``SCHEMA`` is exported to ``nbprod/schema/tags.json`` (``python -m nbprod.tags``); the extension gets
+the same schema from the server's ``/nbprod/api/schema`` endpoint, and tests/test_extension_tags.py
+runs the extension's TypeScript parser against this one on the same cases.
 """
 
 from __future__ import annotations

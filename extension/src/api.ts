@@ -5,6 +5,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import { EventKind, RunStageState, StatusState } from './states';
 import { TagParser, TagSchema } from './tags';
 
 export interface StageInfo {
@@ -27,7 +28,7 @@ export interface PipelineInfo {
 
 export interface StageStatus {
   name: string;
-  state: 'up to date' | 'changed' | 'never run' | 'failed';
+  state: StatusState; // compared with dvc.lock; a stage that failed in a run shows in the run's events
   reasons: string[];
 }
 
@@ -38,11 +39,11 @@ export interface StatusInfo {
 }
 
 export interface RunEvent {
-  event: 'stage_start' | 'cell' | 'stage_end' | 'run_end' | string;
+  event: EventKind | string; // other commands (retrain) add their own kinds
   stage?: string;
   cells?: number;
   index?: number;
-  state?: string;
+  state?: RunStageState;
   duration?: number;
   metrics?: Record<string, unknown>;
   report?: string;
@@ -85,8 +86,9 @@ export class NbprodApi {
     return this._request('runs', { path });
   }
 
-  startRun(path: string, stages: string[], from: string | null): Promise<{ id: string }> {
-    return this._request('runs', {}, { method: 'POST', body: JSON.stringify({ path, stages, from }) });
+  startRun(path: string, stages: string[], from: string | null, keepGoing = false): Promise<{ id: string }> {
+    const body = { path, stages, from, keep_going: keepGoing }; // keep_going: `nbprod run --keep-going`
+    return this._request('runs', {}, { method: 'POST', body: JSON.stringify(body) });
   }
 
   events(path: string, run: string, offset: number): Promise<RunState> {

@@ -7,10 +7,11 @@ import { Widget } from '@lumino/widgets';
 
 import { NbprodApi, PipelineInfo, RunEvent, StageInfo, StageStatus } from './api';
 import { renderDag } from './dag';
+import { RunStageState } from './states';
 import { stageHue } from './tags';
 
 interface StageProgress {
-  state: string; // 'running' | 'ran' | 'failed' | 'up to date'
+  state: RunStageState;
   index: number;
   cells: number;
   duration?: number;
@@ -96,7 +97,7 @@ export class PipelinePanel extends Widget {
   async run(stages: string[], from: string | null): Promise<void> {
     const path = this._path;
     try {
-      const started = await this._options.api.startRun(path, stages, from);
+      const started = await this._options.api.startRun(path, stages, from, this._keepGoing);
       this._run = newRun(started.id, true);
       this._error = null;
       this._render();
@@ -192,6 +193,7 @@ export class PipelinePanel extends Widget {
     tools.appendChild(button('Run all', 'jp-nbprod-run-all', running || !this._pipeline, () => void this.run([], null)));
     tools.appendChild(button('Cancel', 'jp-nbprod-cancel', !running, () => void this.cancel()));
     tools.appendChild(button('Refresh', 'jp-nbprod-refresh', !!this._busy, () => void this.refresh()));
+    tools.appendChild(this._keepGoingBox(running));
     node.appendChild(tools);
 
     if (this._error) {
@@ -213,6 +215,22 @@ export class PipelinePanel extends Widget {
       list.appendChild(this._stageRow(stage, running));
     }
     node.appendChild(list);
+  }
+
+  /** `nbprod run --keep-going`: after a failure, stages that do not depend on it still run. */
+  private _keepGoingBox(running: boolean): HTMLElement {
+    const label = el('label', 'jp-nbprod-keep-going');
+    label.title = 'After a failure, still run the stages that do not depend on the failed one';
+    const box = el('input', '') as HTMLInputElement;
+    box.type = 'checkbox';
+    box.checked = this._keepGoing;
+    box.disabled = running;
+    box.addEventListener('change', () => {
+      this._keepGoing = box.checked;
+    });
+    label.appendChild(box);
+    label.appendChild(document.createTextNode(' Keep going'));
+    return label;
   }
 
   private _runSummary(): HTMLElement {
@@ -317,6 +335,7 @@ export class PipelinePanel extends Widget {
   private _busy: string | null = null;
   private _stale = true;
   private _following = false;
+  private _keepGoing = false;
 }
 
 function newRun(id: string, running: boolean): RunView {

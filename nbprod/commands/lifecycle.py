@@ -134,6 +134,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from ..lifecycle.decisions import rollback
     from ..lifecycle.environment import drift
+    from ..project import REPORTS_DIR
 
     project = _project()
     done = rollback(project, args.version, args.by, args.note)
@@ -141,7 +142,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         print(f"Kept the working state as {done.kept.tag}")
     print(f"Restored {done.version.tag} (code, params, dvc.lock, data and model) and assigned prod "
           f"({done.assignment_tag})" + (f", replacing {done.previous}" if done.previous else ""))
-    drifted = [(src, lines) for src, lines in drift(project.root) if lines and not src.startswith("reports/")]
+    drifted = [(src, lines) for src, lines in drift(project.root) if lines and not src.startswith(REPORTS_DIR + "/")]
     for source, lines in drifted:
         print(f"Environment differs from {source}: {'; '.join(lines[:5])}" + (" ..." if len(lines) > 5 else ""))
     print("Commit the restored files to keep them on your branch; share the decision with git push --tags")

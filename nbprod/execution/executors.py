@@ -57,8 +57,6 @@ class Executor(ABC):
     backend needs the project on a shared file system (or to sync it around each job).
     """
 
-    name = "abstract"
-
     def __init__(self, slots: int):
         if slots < 1:
             raise ValueError("an executor needs at least one slot")
@@ -108,8 +106,6 @@ class LocalExecutor(Executor):
     exits. ``warm_up`` starts one per slot when the run starts; those never given a job are killed
     at the end (they hold no kernel), so an up-to-date pipeline does not wait for them.
     """
-
-    name = "local"
 
     def __init__(self, slots: int, warm: bool = True):
         super().__init__(slots)

@@ -14,7 +14,8 @@ What is preloaded, and what is not (see ``preload_modules``):
 * third-party modules imported at the top level of stage cells (``import x`` / ``from x import y``);
 * never the standard library (cheap), modules of the project itself, or modules a stage's folder
   shadows (a local ``utils.py``); never modules that are unsafe to fork or that pick state at import
-  (``DENY``: GPU frameworks, Spark, Ray, GUI toolkits, ``matplotlib.pyplot``);
+  (``DENY``: GPU frameworks, Spark, Ray, GUI toolkits); ``matplotlib.pyplot`` only when the kernel's
+  backend is the inline one (it picks its backend at import);
 * ``[tool.nbprod] kernel_pool = false`` turns the pool off; ``preload = false`` keeps the pool (the
   kernel start is still saved) but preloads nothing; ``preload = ["x", ...]`` adds modules.
 

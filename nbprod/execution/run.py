@@ -9,7 +9,6 @@ import os
 import subprocess
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,16 +16,18 @@ from ..compile import compile_project
 from ..errors import NbprodError
 from .lifeline import RUN_PID_ENV
 from .events import EVENTS_ENV, emit, read_events
+from .runfolder import RunFolder
 from ..pipeline import Pipeline
 from ..proc import stop_group, tool, tool_env
-from ..project import GENERATED_DIR, METRICS_DIR, RUNS_DIR, Project
+from ..runrecord import EventKind, StageState, StatusState
+from ..project import GENERATED_DIR, METRICS_DIR, Project
 
 
 
 @dataclass
 class StageOutcome:
     name: str
-    state: str = "up to date"      # "ran" | "up to date" | "failed" | "not run"
+    state: StageState = StageState.UP_TO_DATE
     duration: float | None = None
     metrics: dict = field(default_factory=dict)
     message: str | None = None
@@ -46,21 +47,31 @@ class RunResult:
 class RunLock:
     """One run per project at a time: a second run refuses with a clear message instead of racing DVC."""
 
-    def __init__(self, project: Project):
+    def __init__(self, project: Project, wait: float = 0.0):
         self.path = project.root / GENERATED_DIR / "run.lock"
+        self.wait = wait          # seconds to wait for a run in progress (0: refuse at once)
         self.handle = None
 
     def __enter__(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = open(self.path, "a+")
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.handle.seek(0)
-            holder = self.handle.read().strip() or "another process"
-            self.handle.close()
-            raise NbprodError(f"another nbprod run is in progress ({holder})", self.path.parent.name + "/run.lock",
-                              fix="wait for it to finish, or cancel it, then run again") from None
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:  # polled, so that Ctrl-C still interrupts the wait
+                    time.sleep(min(0.5, max(0.01, deadline - time.monotonic())))
+                    continue
+                self.handle.seek(0)
+                holder = self.handle.read().strip() or "another process"
+                self.handle.close()
+                waited = f" after waiting {self.wait:g} s" if self.wait else ""
+                raise NbprodError(f"another nbprod run is in progress ({holder}){waited}",
+                                  self.path.parent.name + "/run.lock",
+                                  fix="wait for it to finish, or cancel it, then run again "
+                                      "(--lock-timeout SECONDS waits for it)") from None
         self.handle.seek(0)
         self.handle.truncate()
         self.handle.write(f"pid {os.getpid()}")
@@ -76,13 +87,16 @@ class RunLock:
 
 def run_pipeline(project: Project, targets: list[str] | None = None, *, from_stage: str | None = None,
                  force: bool = False, events_path: Path | None = None, on_event=None, jobs: int = 1,
-                 executor: str = "local", dvc_repro: bool = False, scheduler: str | None = None) -> RunResult:
+                 executor: str = "local", dvc_repro: bool = False, scheduler: str | None = None,
+                 lock_timeout: float = 0.0, keep_going: bool = False) -> RunResult:
     """Compile, then reproduce the requested stages (all by default) as ``dvc repro`` would.
 
     nbprod's scheduler (nbprod.execution.scheduler) runs up to ``jobs`` independent stages at a time on the
     named executor and records them with DVC in this process, leaving dvc.lock as ``dvc repro``
     writes it. ``dvc_repro`` hands the whole run to a ``dvc repro`` process instead (serial only).
     ``on_event`` is called with each event dict as it arrives (the CLI draws progress from it).
+    ``keep_going`` (``dvc repro --keep-going``): after a failure, stages that do not depend on the
+    failed one still run; the result is still not ok.
     """
     if jobs < 1:
         raise NbprodError(f"-j {jobs}: the number of parallel stages must be at least 1", "nbprod run",
@@ -98,14 +112,15 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
         backend = make_executor(executor, jobs, scheduler=scheduler or project.dask.get("scheduler"),
                                 project_root=project.root)
     held = contextlib.ExitStack()
-    held.enter_context(RunLock(project))  # first of all: a run refused here leaves no trace
-    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    run_dir = project.root / RUNS_DIR / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    events = events_path or run_dir / "events.jsonl"
+    held.enter_context(RunLock(project, wait=lock_timeout))  # first of all: a run refused here leaves no trace
+    # A run the Jupyter server started already has its folder: the events file it named is in it.
+    folder = (RunFolder.of_events(project.root, events_path) if events_path else None) or RunFolder.create(project.root)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    run_id, run_dir = folder.id, folder.path
+    events = events_path or folder.events
     events.parent.mkdir(parents=True, exist_ok=True)
     events.touch()
-    log = run_dir / "dvc.log"
+    log = folder.dvc_log
     os.environ[EVENTS_ENV] = str(events)
     os.environ[RUN_PID_ENV] = str(os.getpid())  # stage processes end with this run (nbprod.lifeline)
     # A pool's kernels run on this machine: stages on remote workers start their own.
@@ -122,7 +137,7 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
         order = [s.name for s in pipeline.order() if s.name in names]
         if pool is not None:  # a folder the notebooks did not announce (a stage of another notebook)
             pool.ensure({str((project.root / pipeline.stage(n).notebook).parent) for n in order})
-        emit("run_start", run=run_id, stages=order, compiled=compiled.changed)
+        emit(EventKind.RUN_START, run=run_id, stages=order, compiled=compiled.changed)
         outcomes = {name: StageOutcome(name) for name in order}
         environment = _EnvironmentCapture()
         follower = _Follower(events, outcomes, environment.hook(on_event))
@@ -130,26 +145,27 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
         scheduled = None
         try:
             if dvc_repro:
-                code = _dvc_repro(project, targets, from_stage, force, log)
+                code = _dvc_repro(project, targets, from_stage, force, log, keep_going)
             else:
-                scheduled = _scheduled_repro(project, targets, from_stage, force, log, backend)
+                scheduled = _scheduled_repro(project, targets, from_stage, force, log, backend, keep_going)
                 code = 0 if scheduled.ok else 1
         finally:
             follower.stop()
-        ok = code == 0 and not any(o.state == "failed" for o in outcomes.values())
-        message = next((o.message for o in outcomes.values() if o.state == "failed"), None)
+        ok = code == 0 and not any(o.state == StageState.FAILED for o in outcomes.values())
+        message = next((o.message for o in outcomes.values() if o.state == StageState.FAILED), None)
         if not ok and message is None and scheduled is not None:
             message = f"{scheduled.message}; see {project.rel(log.parent)}"
         if not ok and message is None:
             message = _dvc_error(log) or f"dvc repro exited with status {code}; see {project.rel(log)}"
         for outcome in outcomes.values():
-            if outcome.state == "up to date":
+            if outcome.state == StageState.UP_TO_DATE:
                 if not ok:
-                    outcome.state = "not run" if _lock_differs(project, outcome.name) else "up to date"
+                    outcome.state = (StageState.NOT_RUN if _lock_differs(project, outcome.name)
+                                     else StageState.UP_TO_DATE)
                 outcome.metrics = outcome.metrics or _metrics(project, outcome.name)
-        if ok and any(o.state == "ran" for o in outcomes.values()):
+        if ok and any(o.state == StageState.RAN for o in outcomes.values()):
             _record_environment(project, environment.result())
-        emit("run_end", run=run_id, ok=ok, message=message)
+        emit(EventKind.RUN_END, run=run_id, ok=ok, message=message)
         follower.drain()
     os.environ.pop(EVENTS_ENV, None)
     os.environ.pop(RUN_PID_ENV, None)
@@ -185,7 +201,7 @@ class _EnvironmentCapture:
 
     def hook(self, on_event):
         def forward(event: dict) -> None:
-            if event.get("event") == "stage_start" and self._thread is None:
+            if event.get("event") == EventKind.STAGE_START and self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="nbprod-environment", daemon=True)
                 self._thread.start()
             if on_event is not None:
@@ -246,10 +262,12 @@ def _select(pipeline: Pipeline, targets: list[str] | None, from_stage: str | Non
     return chosen
 
 
-def _dvc_repro(project: Project, targets, from_stage, force: bool, log: Path) -> int:
+def _dvc_repro(project: Project, targets, from_stage, force: bool, log: Path, keep_going: bool = False) -> int:
     command = [tool("dvc"), "repro"]
     if force:
         command.append("--force")
+    if keep_going:
+        command.append("--keep-going")
     if from_stage:
         command += ["--downstream", from_stage]
     elif targets:
@@ -266,10 +284,12 @@ def _dvc_repro(project: Project, targets, from_stage, force: bool, log: Path) ->
             raise
 
 
-def _scheduled_repro(project: Project, targets, from_stage, force: bool, log: Path, backend):
+def _scheduled_repro(project: Project, targets, from_stage, force: bool, log: Path, backend,
+                     keep_going: bool = False):
     from .scheduler import reproduce
 
-    return reproduce(project, backend, log, targets=targets, from_stage=from_stage, force=force)
+    return reproduce(project, backend, log, targets=targets, from_stage=from_stage, force=force,
+                     keep_going=keep_going)
 
 
 def _dvc_error(log: Path) -> str | None:
@@ -285,7 +305,7 @@ def _lock_differs(project: Project, name: str) -> bool:
     from .status import pipeline_status
 
     try:
-        return any(s.name == name and s.state != "up to date" for s in pipeline_status(project))
+        return any(s.name == name and s.state != StatusState.UP_TO_DATE for s in pipeline_status(project))
     except Exception:  # status is best effort here; the run already failed
         return True
 
@@ -324,12 +344,12 @@ class _Follower:
             outcome = self.outcomes.get(event.get("stage", ""))
             kind = event.get("event")
             if outcome is not None:
-                if kind == "stage_start":
-                    outcome.state, outcome.cells = "running", event.get("cells", 0)
-                elif kind == "cell":
+                if kind == EventKind.STAGE_START:
+                    outcome.state, outcome.cells = StageState.RUNNING, event.get("cells", 0)
+                elif kind == EventKind.CELL:
                     outcome.cell = event.get("index", 0)
-                elif kind == "stage_end":
-                    outcome.state = event.get("state", "ran")
+                elif kind == EventKind.STAGE_END:
+                    outcome.state = event.get("state", StageState.RAN)  # the same strings, from JSON
                     outcome.duration = event.get("duration")
                     outcome.metrics = event.get("metrics") or {}
                     outcome.message = event.get("message")

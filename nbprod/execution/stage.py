@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,19 +23,14 @@ from .kernel import describe as _kernel_start, start_kernel as _start_kernel, st
 from ..notebook import atomic_write, cell_source, code_cell, dumps_notebook, read_notebook
 from ..proc import git_output
 from ..provenance import key_packages
+from ..runrecord import EventKind, RecordStatus, RunRecord, StageError, StageState
 from ..project import METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project, find_project
 from ..tags import is_valid_name
 
 
-@dataclass
-class ExecResult:
-    stage: str
-    executed: Path
-    metrics: dict
-    duration: float
-
-
-def exec_stage(name: str, project: Project | None = None) -> ExecResult:
+def exec_stage(name: str, project: Project | None = None) -> RunRecord:
+    """Run stage ``name``'s notebook; write ``reports/NAME.ipynb`` (with its run record) and
+    ``metrics/NAME.json``; return the record. A failing cell raises StageFailed after writing."""
     from .lifeline import watch_run
 
     watch_run()
@@ -58,20 +52,19 @@ def exec_stage(name: str, project: Project | None = None) -> ExecResult:
     out_path = root / REPORTS_DIR / f"{name}.ipynb"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     cells = sum(1 for c in executed["cells"] if c["cell_type"] == "code")
-    info = {"stage": name, "notebook": source_nb, "params": params, "git": _git_state(root),
-            "python": sys.version.split()[0], "packages": key_packages(), "status": "running",
-            "error": None}
+    record = RunRecord(stage=name, notebook=source_nb, params=params, **_git_state(root),
+                       python=sys.version.split()[0], packages=key_packages())
     started = time.time()
-    info["started"] = _iso(started)
-    executed["metadata"]["nbprod"] = info
-    emit("stage_start", stage=name, cells=cells, notebook=source_nb)
+    record.started = _iso(started)
+    emit(EventKind.STAGE_START, stage=name, cells=cells, notebook=source_nb)
     _log(f"nbprod: stage {name} ({source_nb}), {cells} cells")
     os.environ["NBPROD_ROOT"] = str(root)
     cwd = (root / source_nb).parent if source_nb else root
     error = None
     kernel = _PRESTARTED.pop((project.kernel, str(cwd)), None) or _start_kernel(project.kernel, cwd,
                                                                                  _imports(nb))
-    info["kernel"] = _kernel_start(kernel)
+    record.kernel = _kernel_start(kernel)
+    executed["metadata"]["nbprod"] = record.to_metadata()  # what an interrupted run leaves
     try:
         _run_papermill(executed, out_path, project.kernel, cwd, name, cells, kernel)
     except _CellFailed as failed:
@@ -80,17 +73,18 @@ def exec_stage(name: str, project: Project | None = None) -> ExecResult:
         _stop_kernel(kernel)
     ended = time.time()
     result_nb = json.loads(out_path.read_text(encoding="utf-8"))
-    info.update(ended=_iso(ended), duration=round(ended - started, 3), status="failed" if error else "ok")
+    record.ended, record.duration = _iso(ended), round(ended - started, 3)
+    record.status = RecordStatus.FAILED if error else RecordStatus.OK
     if error:
-        info["error"] = {"cell": error.source_cell, "ename": error.ename, "evalue": error.evalue}
-    result_nb["metadata"]["nbprod"] = info
+        record.error = StageError(error.source_cell, error.ename, error.evalue)
+    result_nb["metadata"]["nbprod"] = record.to_metadata()
     atomic_write(out_path, dumps_notebook(result_nb))
     rel_out = out_path.relative_to(root).as_posix()
     if error:
         where = f"{source_nb} cell {error.source_cell}" if error.source_cell else f"{error.where}"
         summary = (f"stage {name!r} failed in {where}: {error.ename}: {error.evalue}. "
                    f"Partially executed notebook: {rel_out}")
-        emit("stage_end", stage=name, state="failed", duration=info["duration"], message=summary,
+        emit(EventKind.STAGE_END, stage=name, state=StageState.FAILED, duration=record.duration, message=summary,
              notebook=rel_out, cell=error.source_cell)
         raise StageFailed(name, " ".join(summary.split()), rel_out)
     from ..scraps import numeric_metrics, read_scraps
@@ -98,10 +92,10 @@ def exec_stage(name: str, project: Project | None = None) -> ExecResult:
     metrics = numeric_metrics(read_scraps(result_nb, include_frames=False))
     metrics_path = root / METRICS_DIR / f"{name}.json"
     atomic_write(metrics_path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    emit("stage_end", stage=name, state="ran", duration=info["duration"], metrics=metrics, notebook=rel_out,
-         report=f"{REPORTS_DIR}/{name}.html")
-    _log(f"nbprod: stage {name} done in {info['duration']:.1f}s")
-    return ExecResult(name, out_path, metrics, info["duration"])
+    emit(EventKind.STAGE_END, stage=name, state=StageState.RAN, duration=record.duration, metrics=metrics,
+         notebook=rel_out, report=f"{REPORTS_DIR}/{name}.html")
+    _log(f"nbprod: stage {name} done in {record.duration:.1f}s")
+    return record
 
 
 def _stage_params(root: Path, nb: dict, section: str) -> dict:
@@ -330,7 +324,7 @@ def _run_papermill(executed: dict, out_path: Path, kernel: str, cwd: Path, stage
             last_save = [time.monotonic()]
 
             def cell_start(cell, cell_index=None, **kw):
-                emit("cell", stage=stage, index=code_index.get(id(cell), 0) + 1, cells=cells)
+                emit(EventKind.CELL, stage=stage, index=code_index.get(id(cell), 0) + 1, cells=cells)
                 return original_start(cell, cell_index, **kw)
 
             def save(**kw):

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from ..compile import compile_project
 from ..pipeline import Pipeline
 from ..project import STAGES_DIR, Project
+from ..runrecord import StatusState
 
 
 @dataclass
 class StageStatus:
     name: str
-    state: str                                   # "up to date" | "changed" | "never run"
+    state: StatusState
     reasons: list[str] = field(default_factory=list)   # "code" | "params" | "data" | "outputs"
     details: list[str] = field(default_factory=list)
 
@@ -31,13 +32,14 @@ def pipeline_status(project: Project) -> list[StageStatus]:
     result = []
     for stage in pipeline.order():
         if stage.name not in lock:
-            result.append(StageStatus(stage.name, "never run", ["never run"]))
+            result.append(StageStatus(stage.name, StatusState.NEVER_RUN, ["never run"]))
             continue
         reasons, details = _reasons(dvc_status.get(stage.name, []))
         if stage.name in stale_code and "code" not in reasons:
             reasons.insert(0, "code")
             details.insert(0, f"{stage.notebook} changed since the last compile")
-        result.append(StageStatus(stage.name, "changed" if reasons else "up to date", reasons, details))
+        result.append(StageStatus(stage.name, StatusState.CHANGED if reasons else StatusState.UP_TO_DATE, reasons,
+                                  details))
     _propagate(pipeline, result)
     return result
 
@@ -47,9 +49,9 @@ def _propagate(pipeline: Pipeline, statuses: list[StageStatus]) -> None:
     by_name = {s.name: s for s in statuses}
     for stage in pipeline.order():
         status = by_name[stage.name]
-        changed_up = [u for u in stage.upstream if by_name[u].state != "up to date"]
-        if changed_up and status.state == "up to date":
-            status.state = "changed"
+        changed_up = [u for u in stage.upstream if by_name[u].state != StatusState.UP_TO_DATE]
+        if changed_up and status.state == StatusState.UP_TO_DATE:
+            status.state = StatusState.CHANGED
             status.reasons.append("data")
             status.details.append("upstream " + ", ".join(changed_up) + " will rerun")
 

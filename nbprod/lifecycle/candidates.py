@@ -9,10 +9,8 @@ project's DVC cache, shared with the worktree. The record and comparison report 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +18,14 @@ import yaml
 
 from ..errors import NbprodError
 from ..execution.events import EVENTS_ENV, emit
-from ..project import Project
+from ..proc import tool, tool_env
+from ..project import CANDIDATES_DIR, STAGES_DIR, Project
 from . import environment, gitrepo, registry
 from .config import LifecycleConfig, load_config, metrics_files, read_dvc_yaml, read_metrics
 from .dvccache import cache_dir, dvc, materialize, parse_lock
 from .exclusive import under_run_lock
 from .gates import check_gates, gates_passed
 
-CANDIDATES_DIR = ".nbprod/candidates"
 REF_PREFIX = "refs/nbprod/candidates/"
 
 
@@ -229,11 +227,9 @@ def _set_params(path: Path, values: dict) -> None:
 
 
 def _run(work: Path, candidate_id: str) -> None:
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env = tool_env()
     events = env.pop(EVENTS_ENV, None)
-    nbprod = Path(sys.executable).parent / "nbprod"
-    done = subprocess.run([str(nbprod) if nbprod.exists() else "nbprod", "run", "--no-report",
+    done = subprocess.run([tool("nbprod"), "run", "--no-report",
                            *(["--events", events] if events else [])], cwd=work,
                           capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -255,7 +251,7 @@ def _holdout(lock_text: bytes | str | None, model_path: str) -> dict[str, dict]:
     for stage in lock.values():
         if model_path in stage.deps:
             result[stage.name] = {p: h for p, h in stage.deps.items()
-                                  if p != model_path and not p.startswith(".nbprod/stages/")}
+                                  if p != model_path and not p.startswith(STAGES_DIR + "/")}
     return result
 
 
@@ -285,10 +281,10 @@ def _score_champion(root: Path, work: Path, config: LifecycleConfig, champion: r
     cache = cache_dir(root)
     materialize(cache, work, config.model_path, champion_model)
     scoring = list(ours)
-    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    env = tool_env()
     env.pop("NBPROD_EVENTS", None)
     for stage in scoring:
-        done = subprocess.run([str(Path(sys.executable).parent / "nbprod"), "exec", stage], cwd=work,
+        done = subprocess.run([tool("nbprod"), "exec", stage], cwd=work,
                               capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise NbprodError(f"re-scoring champion {champion.version} with stage {stage} failed", work,

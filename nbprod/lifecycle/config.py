@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from ..errors import NbprodError
-from ..project import Project
+from ..project import Project, read_config
 from .gates import Gate, parse_gates
 
 DEFAULT_MODEL_NAME = "model"
@@ -24,13 +23,7 @@ class LifecycleConfig:
 
 
 def load_config(project: Project) -> LifecycleConfig:
-    pyproject = project.root / "pyproject.toml"
-    raw: dict = {}
-    if pyproject.is_file():
-        try:
-            raw = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("nbprod", {})
-        except tomllib.TOMLDecodeError as exc:
-            raise NbprodError(f"is not valid TOML ({exc})", pyproject, fix="correct the syntax") from None
+    raw = read_config(project.root)
     name = raw.get("model_name", DEFAULT_MODEL_NAME)
     from gto.constants import fullname_re  # GTO's own rule for artifact names
 

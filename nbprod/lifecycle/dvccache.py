@@ -5,16 +5,15 @@ from __future__ import annotations
 import configparser
 import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from ..errors import NbprodError
+from ..proc import tool, tool_env
 
 
 @dataclass
@@ -120,11 +119,7 @@ def materialize(cache: Path, root: Path, path: str, md5: str) -> None:
 
 
 def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    local = Path(sys.executable).parent / "dvc"
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    done = subprocess.run([str(local) if local.exists() else "dvc", *args], cwd=root, capture_output=True,
-                          text=True, env=env)
+    done = subprocess.run([tool("dvc"), *args], cwd=root, capture_output=True, text=True, env=tool_env())
     if check and done.returncode != 0:
         lines = [l for l in (done.stderr or done.stdout).splitlines() if l.strip()]
         error = next((l for l in lines if l.startswith("ERROR")), lines[-1] if lines else str(done.returncode))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..project import ENVIRONMENT_FILE, REPORTS_DIR
 from ..provenance import canonical_name, capture, installed_packages, packages_hash
+from ..runrecord import read_record
 
 __all__ = ["CAPTURE_FILE", "LOCK_FILE", "capture", "diff", "drift", "installed_packages", "lock_text",
            "packages_hash", "parse_lock", "write_capture", "write_lock"]
@@ -84,11 +85,10 @@ def drift(root: Path) -> list[tuple[str, list[str]]]:
         except ValueError:
             checks.append((CAPTURE_FILE, ["unreadable; run 'nbprod env lock' or retrain to record it again"]))
     for executed in sorted((root / REPORTS_DIR).glob("*.ipynb")):
-        try:
-            info = json.loads(executed.read_text(encoding="utf-8"))["metadata"]["nbprod"]
-        except (ValueError, KeyError, OSError):
+        record = read_record(executed)
+        if record is None:
             continue
-        recorded = {"python": info.get("python"), "complete": False,
-                    "packages": {canonical_name(k): v for k, v in (info.get("packages") or {}).items()}}
+        recorded = {"python": record.python, "complete": False,
+                    "packages": {canonical_name(k): v for k, v in record.packages.items()}}
         checks.append((executed.relative_to(root).as_posix(), diff(recorded, current)))
     return checks

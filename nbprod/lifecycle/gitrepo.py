@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 
+from .. import proc
 from ..errors import NbprodError
 
 # Lifecycle state that belongs to this clone only (worktrees of running candidates).
@@ -14,8 +14,8 @@ PRIVATE_DIR = "nbprod"
 
 
 def git(root: Path, *args: str, check: bool = True, env: dict | None = None, input: str | None = None) -> str:
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, input=input,
-                          env={**os.environ, **(env or {})})
+    """``git ARGS``'s stripped output; with ``check``, a failure is an NbprodError naming the command."""
+    done = proc.git(root, *args, input=input, env={**os.environ, **(env or {})})
     if check and done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise NbprodError(f"'git {' '.join(args[:2])}' failed: {detail[-1] if detail else done.returncode}", root,
@@ -24,7 +24,7 @@ def git(root: Path, *args: str, check: bool = True, env: dict | None = None, inp
 
 
 def require_repo(root: Path) -> None:
-    done = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=root, capture_output=True, text=True)
+    done = proc.git(root, "rev-parse", "--verify", "HEAD")
     if done.returncode != 0:
         raise NbprodError("is not a git repository with a commit; the model registry lives in git tags", root,
                           fix="run 'git init' and commit the project first")
@@ -36,8 +36,8 @@ def git_dir(root: Path) -> Path:
 
 def identity_args(root: Path) -> list[str]:
     """A committer identity only when git has none (fresh machines, CI); the user's otherwise."""
-    name = subprocess.run(["git", "config", "user.name"], cwd=root, capture_output=True, text=True).stdout.strip()
-    email = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True).stdout.strip()
+    name = proc.git(root, "config", "user.name").stdout.strip()
+    email = proc.git(root, "config", "user.email").stdout.strip()
     args = []
     if not name and not os.environ.get("GIT_COMMITTER_NAME"):
         args += ["-c", "user.name=nbprod"]
@@ -47,13 +47,12 @@ def identity_args(root: Path) -> list[str]:
 
 
 def rev_parse(root: Path, rev: str) -> str | None:
-    done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root,
-                          capture_output=True, text=True)
+    done = proc.git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     return done.stdout.strip() if done.returncode == 0 else None
 
 
 def show_file(root: Path, commit: str, path: str) -> bytes | None:
-    done = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=root, capture_output=True)
+    done = proc.git(root, "show", f"{commit}:{path}", text=False)
     return done.stdout if done.returncode == 0 else None
 
 
@@ -105,8 +104,8 @@ def add_worktree(root: Path, path: Path, commit: str) -> None:
 
 
 def remove_worktree(root: Path, path: Path) -> None:
-    subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=root, capture_output=True)
-    subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True)
+    proc.git(root, "worktree", "remove", "--force", str(path))
+    proc.git(root, "worktree", "prune")
 
 
 def changed_paths(root: Path) -> list[str]:

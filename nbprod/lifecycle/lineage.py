@@ -3,7 +3,6 @@ each fact checked against dvc.lock and the working tree; every mismatch is state
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import yaml
 
 from ..errors import NbprodError
 from ..project import Project
+from ..runrecord import RunRecord, read_record
 from . import gitrepo
 from .dvccache import LockedStage, cache_dir, current_md5, expand, md5_file, parse_lock
 
@@ -137,11 +137,10 @@ def _executed_notebook(root: Path, stage: LockedStage) -> dict | None:
     """The executed notebook of the run dvc.lock records, when its bytes are that run's."""
     for out, md5 in stage.outs.items():
         if out.endswith(".ipynb") and (root / out).is_file():
-            try:
-                info = json.loads((root / out).read_text(encoding="utf-8"))["metadata"]["nbprod"]
-            except (ValueError, KeyError):
+            record = read_record(root / out)
+            if record is None:
                 continue
-            return {"path": out, "matches_lock": md5_file(root / out) == md5, "info": info}
+            return {"path": out, "matches_lock": md5_file(root / out) == md5, "record": record}
     return None
 
 
@@ -155,8 +154,8 @@ def _commit_facts(root: Path, run: dict | None) -> list[Fact]:
     else:
         facts.append(Fact("commit recording dvc.lock", "none", False, "dvc.lock was never committed"))
     if run:
-        git_state = run["info"].get("git") or {}
-        value = f"{git_state.get('commit')}" + (" (with uncommitted changes)" if git_state.get("dirty") else "")
+        record: RunRecord = run["record"]
+        value = f"{record.commit}" + (" (with uncommitted changes)" if record.dirty else "")
         facts.append(Fact("commit the stage ran at", value, run["matches_lock"],
                           f"from {run['path']}" if run["matches_lock"] else
                           f"{run['path']} is not the executed notebook dvc.lock records"))
@@ -176,7 +175,7 @@ def _param_facts(root: Path, stage: LockedStage, run: dict | None) -> list[Fact]
                 now = now.get(part) if isinstance(now, dict) else None
             detail = "" if now == value else f"{params_file} now has {key} = {now!r}"
             if run and run["matches_lock"]:
-                used = (run["info"].get("params") or {}).get(key.split(".")[-1], value)
+                used = run["record"].params.get(key.split(".")[-1], value)
                 if used != value:
                     detail = (detail + "; " if detail else "") + f"the executed notebook used {used!r}"
             facts.append(Fact(f"param {key}", repr(value), not detail, detail))
@@ -200,9 +199,9 @@ def _input_facts(root: Path, stage: LockedStage, stages: dict[str, LockedStage])
 def _environment_facts(run: dict | None) -> list[Fact]:
     if not run:
         return [Fact("environment", "not recorded (no executed notebook among the outputs)", None)]
-    info = run["info"]
-    packages = ", ".join(f"{k} {v}" for k, v in sorted((info.get("packages") or {}).items()))
-    return [Fact("environment", f"python {info.get('python')}; {packages}", run["matches_lock"],
+    record: RunRecord = run["record"]
+    packages = ", ".join(f"{k} {v}" for k, v in sorted(record.packages.items()))
+    return [Fact("environment", f"python {record.python}; {packages}", run["matches_lock"],
                  f"from {run['path']}" if run["matches_lock"] else
                  f"{run['path']} is not the executed notebook dvc.lock records")]
 

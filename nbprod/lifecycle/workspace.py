@@ -37,11 +37,6 @@ def tree_of(root: Path, commit: str) -> str:
     return gitrepo.git(root, "rev-parse", f"{commit}^{{tree}}")
 
 
-def keep_state(root: Path, message: str) -> str:
-    """A commit (parent HEAD, not on any branch) holding the working state; the user's index is untouched."""
-    return gitrepo.commit_tree(root, state_tree(root), gitrepo.git(root, "rev-parse", "HEAD"), message)
-
-
 def require_cached(root: Path, commit: str) -> None:
     """Refuse, before anything changes, when the cache lacks an output of ``commit``'s dvc.lock."""
     text = gitrepo.show_file(root, commit, "dvc.lock")

@@ -8,11 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import NbprodError
+from ..project import REPORTS_DIR
 
 
 def executed_notebooks(root: Path, stages: list[str] | None = None) -> dict[str, Path]:
     """The executed notebooks under ``reports/``, by stage name."""
-    reports = Path(root) / "reports"
+    reports = Path(root) / REPORTS_DIR
     found = {p.stem: p for p in sorted(reports.glob("*.ipynb"))} if reports.is_dir() else {}
     if not stages:
         return found

@@ -12,6 +12,8 @@ from pathlib import Path
 import yaml
 
 from ..errors import NbprodError
+from ..project import METRICS_DIR, REPORTS_DIR
+from ..runrecord import RunRecord
 from ..scraps import is_number
 from .history import git, git_prefix, read_blobs
 from .pipeline_view import locked_outs
@@ -144,7 +146,8 @@ def _duration(raw: bytes | None) -> float | None:
         meta = json.loads(raw).get("metadata", {})
     except ValueError:
         return None
-    value = (meta.get("nbprod") or {}).get("duration", (meta.get("papermill") or {}).get("duration"))
+    record = RunRecord.from_metadata(meta.get("nbprod"), "")
+    value = record.duration if record is not None else (meta.get("papermill") or {}).get("duration")
     return float(value) if is_number(value) else None
 
 
@@ -152,9 +155,9 @@ def load_side(root: Path, ref: str) -> Side:
     kind, commit = _resolve(root, ref)
     files = _Files(root, commit)
     side = Side(ref=ref, kind=kind, commit=commit)
-    for name in files.list("metrics", ".json"):
+    for name in files.list(METRICS_DIR, ".json"):
         try:
-            data = json.loads(files.read(f"metrics/{name}") or b"null")
+            data = json.loads(files.read(f"{METRICS_DIR}/{name}") or b"null")
         except ValueError:
             continue
         if isinstance(data, dict):
@@ -163,7 +166,7 @@ def load_side(root: Path, ref: str) -> Side:
     side.params = _flatten(params)
     lock = yaml.safe_load(files.read("dvc.lock") or b"") or {}
     for stage in (lock.get("stages") or {}):
-        executed = f"reports/{stage}.ipynb"
+        executed = f"{REPORTS_DIR}/{stage}.ipynb"
         raw = None
         if commit is None:
             path = root / executed
@@ -273,4 +276,4 @@ def write_comparison_html(comparison: Comparison, out: Path) -> Path:
 
 def default_output(root: Path, a: str, b: str) -> Path:
     safe = lambda ref: re.sub(r"[^A-Za-z0-9._-]+", "_", ref)  # noqa: E731
-    return Path(root) / "reports" / f"compare-{safe(a)}-{safe(b)}.html"
+    return Path(root) / REPORTS_DIR / f"compare-{safe(a)}-{safe(b)}.html"

@@ -7,6 +7,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import proc
+from ..project import METRICS_DIR
+
 
 @dataclass
 class Revision:
@@ -18,7 +21,8 @@ class Revision:
 
 
 def git(root: Path, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=root, input=input, capture_output=True, check=False)
+    """``git ARGS`` with bytes in and out (blobs are read as they are stored)."""
+    return proc.git(root, *args, input=input, text=False)
 
 
 def git_prefix(root: Path) -> str | None:
@@ -66,7 +70,7 @@ def metric_history(root: Path, stages: list[str], limit: int = 50) -> list[Revis
     prefix = git_prefix(root)
     if prefix is None:
         return []
-    log = git(root, "log", f"-n{limit}", "--format=%H%x1f%h%x1f%cs%x1f%s", "--", "metrics")
+    log = git(root, "log", f"-n{limit}", "--format=%H%x1f%h%x1f%cs%x1f%s", "--", METRICS_DIR)
     if log.returncode != 0:
         return []
     revisions = []
@@ -84,5 +88,5 @@ def metric_history(root: Path, stages: list[str], limit: int = 50) -> list[Revis
 
 
 def workspace_metrics(root: Path, stage: str) -> dict | None:
-    path = Path(root) / "metrics" / f"{stage}.json"
+    path = Path(root) / METRICS_DIR / f"{stage}.json"
     return _parse_metrics(path.read_bytes()) if path.is_file() else None

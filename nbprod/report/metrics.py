@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..project import METRICS_DIR
 from ..scraps import is_number
 from .svg import format_number
 
 
 def read_metrics(root: Path) -> dict[str, dict]:
     """``{stage: {metric: value}}`` from ``metrics/*.json``, numbers only (DVC reads the same files)."""
-    folder = Path(root) / "metrics"
+    folder = Path(root) / METRICS_DIR
     result: dict[str, dict] = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:

@@ -73,8 +73,10 @@ class RunRegistry:
         latest = self.recent(root, limit=1)
         return latest[0] if latest and latest[0].running else None
 
-    def start(self, root: Path, stages: list[str], from_stage: str | None) -> Run:
+    def start(self, root: Path, stages: list[str], from_stage: str | None, keep_going: bool = False) -> Run:
         arguments = ["run"]
+        if keep_going:
+            arguments.append("--keep-going")
         if from_stage:
             arguments += ["--from", from_stage]
         return self.launch(root, arguments + stages)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..runrecord import RecordStatus, RunRecord
 from ..scraps import DisplayScrap, numeric_metrics, read_scraps
 
 # Markdown cells papermill adds around a failure; the report draws its own banner instead.
@@ -51,7 +52,7 @@ class StageRun:
 
     @property
     def failed(self) -> bool:
-        return self.status == "failed"
+        return self.status == RecordStatus.FAILED
 
 
 def _first_line(source: Any) -> str:
@@ -77,13 +78,12 @@ def read_notebook_json(path: Path) -> dict:
 
 
 def run_from_notebook(nb: dict, executed_path: Path, stage: str | None = None) -> StageRun:
-    """The run described by an executed notebook (nbprod metadata first, Papermill's as fallback)."""
+    """The run described by an executed notebook (its run record first, Papermill's metadata as fallback)."""
     meta = nb.get("metadata", {}) or {}
-    info = meta.get("nbprod") or {}
+    record = RunRecord.from_metadata(meta.get("nbprod"), stage or Path(executed_path).stem)
     pm = meta.get("papermill") or {}
-    git = info.get("git") or {}
     error_index = failing_cell(nb)
-    status = info.get("status")
+    status = record.status.value if record else None
     if not status:
         if pm.get("exception") or error_index is not None:
             status = "failed"
@@ -103,20 +103,26 @@ def run_from_notebook(nb: dict, executed_path: Path, stage: str | None = None) -
             first_line=_first_line(cell.get("source")),
             failed=index == error_index,
         ))
+    if record is None:  # not run by nbprod exec: what Papermill recorded
+        return StageRun(stage=stage or Path(executed_path).stem, executed_path=Path(executed_path),
+                        notebook=pm.get("input_path"), status=status, started=pm.get("start_time"),
+                        ended=pm.get("end_time"), duration=pm.get("duration"),
+                        params=dict(pm.get("parameters") or {}), error_cell=error_index, cells=cells,
+                        scraps=read_scraps(nb))
     return StageRun(
-        stage=info.get("stage") or stage or Path(executed_path).stem,
+        stage=record.stage,
         executed_path=Path(executed_path),
-        notebook=info.get("notebook") or pm.get("input_path"),
+        notebook=record.notebook or pm.get("input_path"),
         status=status,
-        started=info.get("started") or pm.get("start_time"),
-        ended=info.get("ended") or pm.get("end_time"),
-        duration=info.get("duration", pm.get("duration")),
-        commit=git.get("commit"),
-        dirty=git.get("dirty"),
-        params=info.get("params") if info.get("params") is not None else dict(pm.get("parameters") or {}),
-        python=info.get("python"),
-        packages=info.get("packages") or {},
-        error=info.get("error"),
+        started=record.started or pm.get("start_time"),
+        ended=record.ended or pm.get("end_time"),
+        duration=record.duration if record.duration is not None else pm.get("duration"),
+        commit=record.commit,
+        dirty=record.dirty,
+        params=record.params,
+        python=record.python,
+        packages=record.packages,
+        error=asdict(record.error) if record.error else None,
         error_cell=error_index,
         cells=cells,
         scraps=read_scraps(nb),
