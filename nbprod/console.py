@@ -18,7 +18,7 @@ class RunView:
         self.tasks: dict[str, int] = {}
         self.overall = None
 
-    def __enter__(self) -> "RunView":
+    def __enter__(self) -> RunView:
         if self.live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -81,7 +81,12 @@ def print_summary(outcomes) -> None:
         duration = f"{outcome.duration:.1f}s" if outcome.duration is not None else "-"
         colour = colours.get(outcome.state, "white")
         table.add_row(outcome.name, f"[{colour}]{outcome.state}[/]", duration, _headline(outcome.metrics))
-    Console(file=sys.stdout, width=max(100, Console().width)).print(table)
+    console = Console(file=sys.stdout, width=max(100, Console().width))
+    console.print(table)
+    counts = {state: sum(1 for o in outcomes if o.state == state) for state in colours}
+    if counts["failed"]:  # what a failure cost: ran, failed, and not run because downstream of it
+        console.print(f"{counts['ran']} ran, {counts['failed']} failed, {counts['not run']} not run, "
+                      f"{counts['up to date']} up to date")
 
 
 def print_status(statuses) -> None:

@@ -168,6 +168,9 @@ def test_only_known_stage_names_start_a_run(server):
         response = server.api("POST", "runs", json={"path": "proj", "stages": stages, "from": start})
         assert response.status_code == 400, (stages, start, response.text)
     assert server.api("POST", "runs", data=b"not json").status_code == 400
+    for keep_going in ("yes", 1, None):  # the panel's "Keep going" box sends true or false
+        response = server.api("POST", "runs", json={"path": "proj", "stages": [], "keep_going": keep_going})
+        assert response.status_code == 400 and "keep_going" in response.text
     assert not list((server.root / "proj" / ".nbprod").glob("runs/*T*"))
 
 
@@ -181,7 +184,8 @@ def test_schema_pipeline_and_status_are_the_python_api(server):
     assert [s["name"] for s in pipeline["stages"]] == ["prepare", "train", "evaluate"]
     status = server.api("GET", "status", params={"path": "proj"}).json()
     assert status["running"] is None
-    assert {s["name"]: s["state"] for s in status["stages"]} == {n: "never run" for n in ("prepare", "train", "evaluate")}
+    assert {s["name"]: s["state"] for s in status["stages"]} == dict.fromkeys(("prepare", "train", "evaluate"),
+                                                                            "never run")
 
 
 def test_a_run_started_and_followed_over_rest_brings_every_stage_up_to_date(server):
@@ -207,7 +211,13 @@ def test_a_run_started_and_followed_over_rest_brings_every_stage_up_to_date(serv
     assert state["events"] == [] and state["running"] is False
     assert server.api("GET", "runs", params={"path": "proj"}).json()["runs"][0]["id"] == run_id
     status = server.api("GET", "status", params={"path": "proj"}).json()
-    assert {s["name"]: s["state"] for s in status["stages"]} == {n: "up to date" for n in ("prepare", "train", "evaluate")}
+    assert {s["name"]: s["state"] for s in status["stages"]} == dict.fromkeys(("prepare", "train", "evaluate"),
+                                                                            "up to date")
+    # The panel's "Keep going" box: `nbprod run --keep-going`, here with nothing to do.
+    again = server.api("POST", "runs", json={"path": "proj", "stages": [], "keep_going": True})
+    assert again.status_code == 202, again.text
+    events = wait_for_run(server, again.json()["id"])
+    assert events[-1]["event"] == "run_end" and events[-1]["ok"] is True
 
 
 def test_debug_writes_the_stage_notebook_with_its_inputs(server):

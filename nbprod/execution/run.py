@@ -52,7 +52,7 @@ class RunLock:
         self.wait = wait          # seconds to wait for a run in progress (0: refuse at once)
         self.handle = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = open(self.path, "a+")
         deadline = time.monotonic() + self.wait

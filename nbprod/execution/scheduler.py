@@ -32,8 +32,10 @@ class ScheduleResult:
 
 
 def reproduce(project: Project, executor: Executor, log: Path, *, targets: list[str] | None = None,
-              from_stage: str | None = None, force: bool = False) -> ScheduleResult:
-    """Reproduce like ``dvc repro [--force] [--downstream FROM | TARGETS]``, ``executor.slots`` at a time."""
+              from_stage: str | None = None, force: bool = False, keep_going: bool = False) -> ScheduleResult:
+    """Reproduce like ``dvc repro [--force] [--keep-going] [--downstream FROM | TARGETS]``,
+    ``executor.slots`` at a time. With ``keep_going``, a failure stops only the stages downstream of
+    it; the others still run."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo, lock_repo
 
@@ -44,7 +46,7 @@ def reproduce(project: Project, executor: Executor, log: Path, *, targets: list[
     try:
         with lock_repo(repo), repo.scm_context(quiet=True), open(log, "a", encoding="utf-8") as out, \
                 _dvc_logs_to(out):
-            return _Scheduler(repo, executor, out, log.parent, force).run(targets, from_stage)
+            return _Scheduler(repo, executor, out, log.parent, force, keep_going).run(targets, from_stage)
     finally:
         repo.close()
 
@@ -66,9 +68,11 @@ def _dvc_logs_to(out):
 
 
 class _Scheduler:
-    def __init__(self, repo, executor: Executor, out, log_dir: Path, force: bool):
+    def __init__(self, repo, executor: Executor, out, log_dir: Path, force: bool, keep_going: bool = False):
         self.repo, self.executor, self.out, self.log_dir, self.force = repo, executor, out, log_dir, force
-        self.state: dict = {}           # stage -> "pending" | "running" | "done" | "skipped" | "failed"
+        self.keep_going = keep_going
+        # stage -> "pending" | "running" | "done" | "skipped" | "failed" | "blocked" (downstream of a failure)
+        self.state: dict = {}
         self.result = ScheduleResult(ok=True)
 
     def run(self, targets: list[str] | None, from_stage: str | None) -> ScheduleResult:
@@ -111,7 +115,7 @@ class _Scheduler:
 
     def _loop(self) -> None:
         while True:
-            if self.result.ok:
+            if self._may_start():
                 self._start_ready()
                 self._announce_next()
             if not self.executor.running():
@@ -125,7 +129,7 @@ class _Scheduler:
         while progress:
             progress = False
             for stage in self.plan:
-                if not self.result.ok or self.executor.running() >= self.executor.slots:
+                if not self._may_start() or self.executor.running() >= self.executor.slots:
                     return
                 if self.state[stage] != "pending" or not self._ready(stage):
                     continue
@@ -136,6 +140,9 @@ class _Scheduler:
                 progress = True
                 if exclusive and self.state[stage] == "running":
                     return
+
+    def _may_start(self) -> bool:
+        return self.result.ok or self.keep_going
 
     def _ready(self, stage) -> bool:
         return all(self.state[u] in ("done", "skipped") for u in self.needs[stage])
@@ -238,6 +245,17 @@ class _Scheduler:
         self._log(f"ERROR: {message}")
         if self.result.ok:
             self.result.ok, self.result.failed, self.result.message = False, stage.addressing, message
+        if self.keep_going:
+            self._block_downstream()
+
+    def _block_downstream(self) -> None:
+        """Stages that need a failed stage can never run (the plan is in dependency order, so one
+        pass reaches the whole downstream); their prepared kernels are let go."""
+        for stage in self.plan:
+            if self.state[stage] == "pending" and any(self.state[u] in ("failed", "blocked")
+                                                      for u in self.needs[stage]):
+                self.state[stage] = "blocked"
+                self.executor.discard(stage.addressing)
 
     def _dump_ready(self, final: bool = False) -> None:
         """Write lock entries in plan order (a serial run's order); after a failure, those that finished."""

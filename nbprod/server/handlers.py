@@ -164,12 +164,15 @@ class RunsHandler(NbprodHandler):
             from_stage = data.get("from")
             if not isinstance(stages, list):
                 raise Refused(400, "stages must be a list of stage names")
+            keep_going = data.get("keep_going", False)
+            if not isinstance(keep_going, bool):
+                raise Refused(400, "keep_going must be true or false")
             for name in [*stages, *([from_stage] if from_stage is not None else [])]:
                 check_stage_name(name, known)
             root = project.root.resolve()
             if self.runs.active(root) is not None:
                 raise Refused(409, "a run is already going in this project; cancel it or wait")
-            run = self.runs.start(root, stages, from_stage)
+            run = self.runs.start(root, stages, from_stage, keep_going)
             return ({"id": run.id, "running": True}, 202)
 
         await self.serve(work)
