@@ -7,7 +7,7 @@ STAMP := $(VENV)/.nbprod-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test bench browser node clean
+.PHONY: install demo test test-quick bench browser node clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,14 @@ demo: install
 	@echo "Executed notebooks: $(CURDIR)/reports/<stage>.ipynb (versioned by DVC); HTML: reports/<stage>.html"
 	@echo "Metrics: .venv/bin/nbprod metrics (or .venv/bin/dvc metrics show)"
 
+# Lint first (seconds), then every test. `make test-quick` skips the tests marked slow (over ~10 s).
 test: install browser
+	$(PY) -m ruff check nbprod tests benchmarks
 	$(PY) -m pytest -q
+
+test-quick: install
+	$(PY) -m ruff check nbprod tests benchmarks
+	$(PY) -m pytest -q -m "not slow and not browser"
 
 bench: install
 	$(PY) -m benchmarks

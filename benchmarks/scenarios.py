@@ -159,7 +159,7 @@ def record_import(work: Path, size: Size) -> list[Row]:
         manager, client = start_new_kernel(kernel_name="python3")
         out: list[str] = []
         try:
-            client.execute_interactive(RECORD_CODE, timeout=60, output_hook=lambda msg: out.append(
+            client.execute_interactive(RECORD_CODE, timeout=60, output_hook=lambda msg, out=out: out.append(
                 msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None)
         finally:
             client.stop_channels()

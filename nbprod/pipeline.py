@@ -319,8 +319,8 @@ def _check_unique_names(pipeline: Pipeline) -> None:
         for stage in spec.stages:
             if stage.name in seen:
                 other = seen[stage.name]
-                raise NbprodError(f"stage name {stage.name!r} is already used in {other.notebook} cell {other.first_cell}",
-                                  stage.notebook, stage.first_cell,
+                raise NbprodError(f"stage name {stage.name!r} is already used in {other.notebook} cell "
+                                  f"{other.first_cell}", stage.notebook, stage.first_cell,
                                   fix="give each stage a name used once in the project")
             seen[stage.name] = stage
 

@@ -99,7 +99,7 @@ def load_project(root: Path) -> Project:
                           fix='write notebooks = ["notebooks"]')
     kernel = config.get("kernel", "python3")
     if not isinstance(kernel, str) or not kernel:
-        raise NbprodError("[tool.nbprod] kernel must be a kernel name", "pyproject.toml", fix='write kernel = "python3"')
+        raise NbprodError("[tool.nbprod] kernel must be a kernel name", PYPROJECT, fix='write kernel = "python3"')
     gates = config.get("gates", {})
     kernel_pool = config.get("kernel_pool", True)
     if not isinstance(kernel_pool, bool):

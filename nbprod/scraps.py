@@ -10,7 +10,8 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 # Scrapbook's data outputs: ``application/scrapbook.scrap.<encoder>+json``.
 SCRAP_MIME_PREFIX = "application/scrapbook.scrap."

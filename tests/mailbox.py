@@ -50,7 +50,7 @@ class Mailbox:
     def messages(self) -> list[EmailMessage]:
         return self.handler.messages
 
-    def __enter__(self) -> "Mailbox":
+    def __enter__(self) -> Mailbox:
         self.controller.start()
         return self
 

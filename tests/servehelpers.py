@@ -33,7 +33,7 @@ class Serve:
         self.args, self.env, self.ready_timeout = args, env, ready_timeout
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Serve":
+    def __enter__(self) -> Serve:
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen([str(BIN / "nbprod"), "serve", "--port", str(self.port), *self.args],
                                         cwd=self.root, stdout=self.log, stderr=subprocess.STDOUT,

@@ -34,7 +34,7 @@ def free_port() -> int:
 
 def installed_labextension_is_current() -> None:
     """The browser loads the labextension pip installed; a build older than the sources tests old code."""
-    import jupyterlab  # noqa: F401
+    import jupyterlab  # noqa: F401 - fails early when JupyterLab is not installed
     from jupyter_core.paths import jupyter_path
 
     source = Path(__file__).resolve().parent.parent / "extension"

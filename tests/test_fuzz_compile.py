@@ -68,7 +68,8 @@ CODE = mostly(GOOD_CODE, st.one_of(
     st.text(max_size=200),
 ), one_in=4)
 SOURCE = mostly(st.one_of(CODE, st.lists(CODE, max_size=3)),
-                st.one_of(st.integers(), st.none(), st.lists(st.one_of(st.text(max_size=5), st.integers()), max_size=3)),
+                st.one_of(st.integers(), st.none(),
+                          st.lists(st.one_of(st.text(max_size=5), st.integers()), max_size=3)),
                 one_in=30)
 CELL = st.fixed_dictionaries(
     {"cell_type": mostly(st.sampled_from(["code", "code", "code", "markdown", "raw"]), st.sampled_from(["heading", ""]),

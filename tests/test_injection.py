@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import ast
 import json
-import os
-import shutil
 from pathlib import Path
 
-import pytest
 from ruamel.yaml import YAML
 
 from nbprod.compile import compile_project
 from nbprod.errors import NbprodError
 from nbprod.project import load_project
 
+from helpers import load_nb, nbprod, save_nb, tree_digest
+
 
 def _yaml(path: Path):
     """Read YAML as DVC does (ruamel, YAML 1.2)."""
     return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
-
-from helpers import load_nb, nbprod, save_nb, tree_digest
 
 HOSTILE = [
     "x;touch pwned", "$(touch pwned)", "`touch pwned`", "a\nb", "a\rb", "../up", "/abs", "a b", "'q'", '"q"',
@@ -223,5 +220,6 @@ def test_non_literal_yaml_values_in_params_are_refused_in_one_line(project):
     done = nbprod("exec", "show", cwd=project, check=False)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == ("nbprod: error: params.yaml: params.when is a date, which a notebook parameter "
-                                   "cannot hold. Fix: quote it, or use a number, string, boolean, null, list or mapping")
+                                   "cannot hold. Fix: quote it, or use a number, string, boolean, null, list or "
+                                   "mapping")
     assert "Traceback" not in done.stderr

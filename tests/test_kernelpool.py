@@ -137,7 +137,7 @@ def test_a_failed_preload_falls_back_to_new_kernel_processes(tmp_path):
 def _lock_outs(root: Path) -> dict:
     lock = YAML(typ="safe").load((root / "dvc.lock").read_text(encoding="utf-8"))
     outs = {}
-    for name, stage in lock["stages"].items():
+    for stage in lock["stages"].values():
         for out in stage.get("outs", []):
             if not out["path"].startswith("reports/"):  # executed notebooks hold run timestamps
                 outs[out["path"]] = out.get("md5")
@@ -158,4 +158,5 @@ def test_the_example_pipeline_gives_bit_identical_results_with_and_without_the_p
     outs = _lock_outs(project)
     assert outs and outs == _lock_outs(fresh)
     for stage in ("prepare", "train", "evaluate"):
-        assert (project / "metrics" / f"{stage}.json").read_bytes() == (fresh / "metrics" / f"{stage}.json").read_bytes()
+        metrics = f"metrics/{stage}.json"
+        assert (project / metrics).read_bytes() == (fresh / metrics).read_bytes()

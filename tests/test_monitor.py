@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -134,7 +134,7 @@ def test_records_push_and_pull_rebuild_the_dashboard_in_a_fresh_clone(recorded, 
     # a second record, made through the API from the same run's events (a later day)
     first, = list_records(load_project(source))
     create_record(load_project(source), source / ".nbprod/runs" / first.data["run"] / "events.jsonl",
-                  when=datetime(2030, 1, 2, tzinfo=timezone.utc))
+                  when=datetime(2030, 1, 2, tzinfo=UTC))
     assert "2 record(s) pushed" in nbprod("records", "push", cwd=source).stdout
     assert "0 record(s) pushed, 2 already there" in nbprod("records", "push", cwd=source).stdout
     remote = (tmp_path / ".dvcstore" / "nbprod-records")  # the template's remote: ../../.dvcstore from .dvc/

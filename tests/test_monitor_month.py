@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ from mailbox import Mailbox
 pytestmark = pytest.mark.slow
 
 DAYS = 30
-START = datetime(2026, 10, 1, 6, 0, tzinfo=timezone.utc)
+START = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)
 SHIFTED = ["mean_radius", "mean_texture", "mean_perimeter", "mean_area", "worst_radius", "worst_texture",
            "worst_perimeter", "worst_area", "mean_smoothness", "worst_smoothness"]
 SLOW_DAY = 24

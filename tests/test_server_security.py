@@ -134,7 +134,7 @@ def test_only_nbprod_pipeline_actions_can_start(server):
                                         params={"path": "proj"})
             assert response.status_code in (400, 404), (run_id, suffix, response.status_code)
     # Methods an endpoint does not define are not served.
-    for method, endpoint, _ in ENDPOINTS:
+    for _method, endpoint, _ in ENDPOINTS:
         for other in ("PUT", "DELETE", "PATCH"):
             response = requests.request(other, f"{server.base}/nbprod/api/{endpoint}", headers=server.auth,
                                         timeout=30, json={"path": "proj"})

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 READERS = {".parquet": "read_parquet", ".pq": "read_parquet", ".csv": "read_csv"}
 
 
-def read_data(path: str | Path, root: Path | None = None) -> "pandas.DataFrame":
+def read_data(path: str | Path, root: Path | None = None) -> pandas.DataFrame:
     """The DataFrame in ``path`` (relative to the current folder); NbprodError when it cannot be read."""
     import pandas as pd
 

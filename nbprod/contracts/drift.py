@@ -42,7 +42,7 @@ class DriftConfig:
     columns: dict[str, ColumnRule] = field(default_factory=dict)
 
     @classmethod
-    def from_mapping(cls, data: dict, source: str = "[tool.nbprod.drift]") -> "DriftConfig":
+    def from_mapping(cls, data: dict, source: str = "[tool.nbprod.drift]") -> DriftConfig:
         """Read the ``[tool.nbprod.drift]`` table; NbprodError naming the bad key otherwise."""
         if not isinstance(data, dict):
             raise NbprodError(f"{source} must be a table", "pyproject.toml", fix="write [tool.nbprod.drift]")
@@ -65,7 +65,7 @@ class DriftConfig:
         columns = data.get("columns", {})
         if not isinstance(columns, dict):
             raise NbprodError(f"{source}.columns must be a table", "pyproject.toml",
-                              fix=f'write [tool.nbprod.drift.columns."NAME"] with test and threshold')
+                              fix='write [tool.nbprod.drift.columns."NAME"] with test and threshold')
         config.columns = {str(k): _rule(v, f"{source}.columns.{k}") for k, v in columns.items()}
         return config
 
@@ -155,7 +155,7 @@ def _is_dataframe(value: object) -> bool:
     return isinstance(value, pd.DataFrame)
 
 
-def compute_drift(reference: "pandas.DataFrame", current: "pandas.DataFrame", columns: list[str] | None = None,
+def compute_drift(reference: pandas.DataFrame, current: pandas.DataFrame, columns: list[str] | None = None,
                   config: DriftConfig | None = None) -> DriftReport:
     """One drift test per column of ``reference`` vs ``current`` (all shared and one-sided columns
     when ``columns`` is None), and data-set drift. Records nothing; never raises for data content."""
@@ -188,7 +188,7 @@ def compute_drift(reference: "pandas.DataFrame", current: "pandas.DataFrame", co
                        len(reference), len(current))
 
 
-def _column_type(series: "pandas.Series", rule: ColumnRule) -> str:
+def _column_type(series: pandas.Series, rule: ColumnRule) -> str:
     import pandas as pd
 
     if rule.type:
@@ -197,7 +197,7 @@ def _column_type(series: "pandas.Series", rule: ColumnRule) -> str:
     return "numeric" if numeric else "categorical"
 
 
-def _column_drift(name: str, reference: "pandas.Series", current: "pandas.Series", config: DriftConfig) -> ColumnDrift:
+def _column_drift(name: str, reference: pandas.Series, current: pandas.Series, config: DriftConfig) -> ColumnDrift:
     import numpy as np
 
     from . import statistics
@@ -257,7 +257,7 @@ def _column_drift(name: str, reference: "pandas.Series", current: "pandas.Series
     return result
 
 
-def _few_values(reference: "pandas.Series", current: "pandas.Series") -> bool:
+def _few_values(reference: pandas.Series, current: pandas.Series) -> bool:
     if reference.iloc[:256].nunique() > FEW_VALUES:   # the usual case, decided without a full pass
         return False
     seen = set(reference.dropna().unique()[: FEW_VALUES + 1])
@@ -276,7 +276,7 @@ def _default_test(kind: str, reference_rows: int, distinct: int | None, config: 
     return "jensenshannon"
 
 
-def drift(reference: "pandas.DataFrame", current: "pandas.DataFrame", columns: list[str] | None = None, *,
+def drift(reference: pandas.DataFrame, current: pandas.DataFrame, columns: list[str] | None = None, *,
           config: DriftConfig | None = None, record: bool = True, show: bool = True) -> DriftReport:
     """The notebook helper: ``compute_drift`` with ``[tool.nbprod.drift]`` from the project, its
     metrics recorded with ``nbprod.record`` and a report section (table + charts of drifted columns)."""

@@ -40,7 +40,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def validation_html(result: "ValidationResult") -> str:
+def validation_html(result: ValidationResult) -> str:
     """The failures table: one row per column and check, with failing rows and first values."""
     from .validation import describe_failure
 
@@ -58,8 +58,8 @@ def _number(value: float | None) -> str:
     return f"{value:.3g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
 
 
-def drift_html(report: "DriftReport", reference: "pandas.DataFrame | None" = None,
-               current: "pandas.DataFrame | None" = None) -> str:
+def drift_html(report: DriftReport, reference: pandas.DataFrame | None = None,
+               current: pandas.DataFrame | None = None) -> str:
     """The drift table and, when the frames are given, a chart per drifted column."""
     verdict = "drift detected" if report.dataset_drifted else "no data-set drift"
     tested = sum(1 for c in report.columns if c.tested)
@@ -84,11 +84,11 @@ def drift_html(report: "DriftReport", reference: "pandas.DataFrame | None" = Non
             + _table(["column", "type", "test", "score", "threshold", "drifted", "note"], rows) + charts + "</div>")
 
 
-def show_drift(report: "DriftReport", reference: "pandas.DataFrame", current: "pandas.DataFrame") -> None:
+def show_drift(report: DriftReport, reference: pandas.DataFrame, current: pandas.DataFrame) -> None:
     show_html(drift_html(report, reference, current))
 
 
-def _chart(result: "ColumnDrift", reference: "pandas.DataFrame", current: "pandas.DataFrame") -> str:
+def _chart(result: ColumnDrift, reference: pandas.DataFrame, current: pandas.DataFrame) -> str:
     import numpy as np
 
     ref = _series(reference, result.column).dropna()
@@ -109,7 +109,7 @@ def _chart(result: "ColumnDrift", reference: "pandas.DataFrame", current: "panda
                 cur_counts.reindex(categories, fill_value=0).to_numpy(), categories, overlaid=False)
 
 
-def _series(frame: "pandas.DataFrame", name: str) -> "pandas.Series":
+def _series(frame: pandas.DataFrame, name: str) -> pandas.Series:
     for column in frame.columns:
         if str(column) == name:
             return frame[column]

@@ -67,12 +67,19 @@ def resolve_schema(ref: str | Path, base: Path | None = None, root: Path | None 
                       ref, fix="create it with 'nbprod data infer DATA --name NAME', or correct the path")
 
 
+def is_schema_path(rel: str) -> bool:
+    """A project-relative path of a schema file (a ``.yaml`` under a ``schemas/`` folder): what compile
+    adds as a dep for ``nbprod.validate``, and what lineage and approvals single out among deps."""
+    parts = Path(rel).parts
+    return rel.endswith(SCHEMA_SUFFIXES) and SCHEMA_DIR in parts[:-1]
+
+
 def schema_name(path: Path) -> str:
     """The schema's name for metrics: the file name without ``.yaml``."""
     return Path(path).name.rsplit(".", 1)[0]
 
 
-def load_schema(path: str | Path) -> "pa.DataFrameSchema":
+def load_schema(path: str | Path) -> pa.DataFrameSchema:
     """The pandera schema in YAML file ``path``; NbprodError for a missing, unreadable or invalid file."""
     import yaml
 
@@ -127,7 +134,7 @@ def _check_structure(data: Any, path: Path) -> None:
                                       fix="use a pandera built-in check name in options.check_name")
 
 
-def _from_mapping(data: dict, path: Path) -> "pa.DataFrameSchema":
+def _from_mapping(data: dict, path: Path) -> pa.DataFrameSchema:
     from pandera.io import pandas_io
 
     try:
@@ -154,8 +161,8 @@ def _failing_column(data: dict) -> str:
     return ""
 
 
-def infer_schema(df: "pandas.DataFrame", name: str | None = None,
-                 max_categories: int = MAX_INFERRED_CATEGORIES) -> "pa.DataFrameSchema":
+def infer_schema(df: pandas.DataFrame, name: str | None = None,
+                 max_categories: int = MAX_INFERRED_CATEGORIES) -> pa.DataFrameSchema:
     """A schema that ``df`` passes: dtypes, nullability, numeric ranges, categories seen.
 
     A starting point for a human to tighten; no index checks, extra columns allowed.
@@ -186,13 +193,13 @@ def infer_schema(df: "pandas.DataFrame", name: str | None = None,
     return pa.DataFrameSchema(columns, name=name, strict=False, coerce=False)
 
 
-def schema_to_yaml(schema: "pa.DataFrameSchema", source: str | None = None) -> str:
+def schema_to_yaml(schema: pa.DataFrameSchema, source: str | None = None) -> str:
     """The YAML text of ``schema``, with a header saying where it came from."""
     header = _HEADER.format(source=f" from {source}" if source else "")
     return header + schema.to_yaml()
 
 
-def save_schema(schema: "pa.DataFrameSchema", path: str | Path, source: str | None = None) -> Path:
+def save_schema(schema: pa.DataFrameSchema, path: str | Path, source: str | None = None) -> Path:
     """Write ``schema`` to ``path`` atomically; returns the path."""
     from ..notebook import atomic_write
 

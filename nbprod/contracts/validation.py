@@ -20,13 +20,13 @@ if TYPE_CHECKING:
     import pandera.pandas as pa
 
 FIRST_VALUES = 3        # failing values quoted in the summary line, per column and check
-_SCHEMAS: dict[tuple, "pa.DataFrameSchema"] = {}   # (path, mtime, size) -> parsed schema
+_SCHEMAS: dict[tuple, pa.DataFrameSchema] = {}   # (path, mtime, size) -> parsed schema
 
 
 class ValidationFailed(ValueError):
     """The data broke its contract: the message is the one-line summary; ``result`` holds the rest."""
 
-    def __init__(self, result: "ValidationResult"):
+    def __init__(self, result: ValidationResult):
         super().__init__(result.summary())
         self.result = result
 
@@ -87,7 +87,7 @@ def describe_failure(failure: Failure) -> str:
     return f"column {failure.column!r} fails {failure.check}{rows}{values}"
 
 
-def _schema(path: Path) -> "pa.DataFrameSchema":
+def _schema(path: Path) -> pa.DataFrameSchema:
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     schema = _SCHEMAS.get(key)
@@ -96,7 +96,7 @@ def _schema(path: Path) -> "pa.DataFrameSchema":
     return schema
 
 
-def check_frame(df: "pandas.DataFrame", schema: str | Path, base: Path | None = None) -> ValidationResult:
+def check_frame(df: pandas.DataFrame, schema: str | Path, base: Path | None = None) -> ValidationResult:
     """Validate ``df`` against the schema file ``schema`` (a path, or a NAME under schemas/);
     collects every failure. Raises NbprodError only for bad input (no DataFrame, bad schema file)."""
     import pandas as pd
@@ -130,7 +130,7 @@ def _display_path(path: Path, base: Path | None) -> Path:
     return path
 
 
-def _failures(cases: "pandas.DataFrame", rows: int, schema_label: str) -> tuple[list[Failure], int]:
+def _failures(cases: pandas.DataFrame, rows: int, schema_label: str) -> tuple[list[Failure], int]:
     """Group pandera's failure cases by column and check; count distinct failing rows."""
     failures = []
     whole_frame = False
@@ -162,8 +162,8 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def validate(df: "pandas.DataFrame", schema: str | Path, on_fail: str = "raise", *, record: bool = True,
-             show: bool = True) -> "pandas.DataFrame":
+def validate(df: pandas.DataFrame, schema: str | Path, on_fail: str = "raise", *, record: bool = True,
+             show: bool = True) -> pandas.DataFrame:
     """Check ``df`` against the schema file (e.g. ``"schemas/NAME.yaml"``) and return it.
 
     Records ``validation.NAME.{passed,failed,rows,failed_rows,failures}``; on a violation shows a

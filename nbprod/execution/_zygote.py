@@ -26,14 +26,14 @@ import sys
 
 del sys.path[0]  # this script's folder (nbprod/) must not shadow any module the kernel imports
 
-import gc  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import select  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
+import gc  # noqa: E402 - imported after sys.path is fixed above
+import json  # noqa: E402 - imported after sys.path is fixed above
+import os  # noqa: E402 - imported after sys.path is fixed above
+import select  # noqa: E402 - imported after sys.path is fixed above
+import signal  # noqa: E402 - imported after sys.path is fixed above
+import socket  # noqa: E402 - imported after sys.path is fixed above
+import threading  # noqa: E402 - imported after sys.path is fixed above
+import time  # noqa: E402 - imported after sys.path is fixed above
 
 # Variables that legitimately differ between stages of one run; any other difference between a
 # request's environment and this process's start-up environment (which the preloaded modules saw
@@ -52,8 +52,8 @@ def main():
     # What a kernel does first, before any user code: its matplotlib backend (IPKernelApp).
     if not os.environ.get("MPLBACKEND"):
         os.environ["MPLBACKEND"] = INLINE
-    import ipykernel.ipkernel  # noqa: F401 - the kernel itself, IPython, zmq, tornado
-    import ipykernel.kernelapp  # noqa: F401
+    import ipykernel.ipkernel  # the kernel itself, IPython, zmq, tornado
+    import ipykernel.kernelapp
     import ipykernel.zmqshell  # noqa: F401 - imported ahead, for the kernels
 
     line = sys.stdin.readline()
@@ -161,7 +161,7 @@ class Zygote:
     def _first(self) -> list:
         """The modules of the stage that has waited longest (and asked again recently)."""
         now = time.monotonic()
-        for owner, (needs, asked) in list(self.wanted.items()):
+        for owner, (_needs, asked) in list(self.wanted.items()):
             if now - asked > self.WAIT_MEMORY:
                 del self.wanted[owner]
         return next(iter(self.wanted.values()))[0] if self.wanted else []

@@ -1,7 +1,8 @@
 """``nbprod debug STAGE``: a stage on its own, with its inputs loaded from the DVC cache.
 
-Writes ``nbprod-debug/<stage>.ipynb`` (a visible folder, so JupyterLab opens it) (the stage's shared code, params, inputs and cells, ready to run
-in JupyterLab) or, with ``console=True``, starts IPython with everything but the stage's own cells run.
+Writes ``nbprod-debug/<stage>.ipynb`` (a visible folder, so JupyterLab opens it): the stage's shared code,
+params, inputs and cells, ready to run in JupyterLab; or, with ``console=True``, starts IPython with
+everything but the stage's own cells run.
 """
 
 from __future__ import annotations

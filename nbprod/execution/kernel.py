@@ -60,7 +60,7 @@ def manager_class():
                     if not await self._async_is_alive():
                         raise RuntimeError("Kernel died before replying to kernel_info")
                     if time.monotonic() > deadline:
-                        raise RuntimeError("Kernel didn't respond in %d seconds" % timeout)
+                        raise RuntimeError(f"Kernel didn't respond in {int(timeout)} seconds")
                 while True:  # flush what IOPub has left of those requests, as jupyter_client does
                     try:
                         await ensure_async(self.iopub_channel.get_msg(timeout=0.02))

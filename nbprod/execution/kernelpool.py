@@ -99,7 +99,7 @@ def kernel_command(kernel: str) -> tuple[list[str], dict] | None:
     argv = list(spec.argv)
     if spec.metadata.get("kernel_provisioner") or len(argv) < 3 or tuple(argv[1:3]) != ("-m", "ipykernel_launcher"):
         return None
-    if argv[0] in {"python", f"python{sys.version_info[0]}", "python%i.%i" % sys.version_info[:2]}:
+    if argv[0] in {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}:
         argv[0] = sys.executable
     if not os.path.isabs(argv[0]):
         argv[0] = shutil.which(argv[0]) or argv[0]
@@ -158,7 +158,7 @@ class KernelPool:
             self._spawn(folder, modules)
 
     @classmethod
-    def start(cls, kernel: str, log: Path, groups: dict[str, list[str]]) -> "KernelPool | None":
+    def start(cls, kernel: str, log: Path, groups: dict[str, list[str]]) -> KernelPool | None:
         """A pool with a zygote for each folder of ``groups`` (folder -> modules to preload).
 
         The zygotes are spawned with this interpreter before the kernel spec is looked up (that

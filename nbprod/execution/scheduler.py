@@ -226,7 +226,7 @@ class _Scheduler:
         self.result.ran.append(stage.addressing)
         try:
             self._save(stage)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any DVC error while saving fails this stage, as in dvc repro
             self._fail(stage, f"failed to reproduce '{stage.addressing}': {exc}")
 
     def _save(self, stage) -> None:

@@ -12,10 +12,11 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from ..analysis import literal_assignments
+from ..cellerror import describe as describe_error, failed_cell_index, has_error_output, printed_error
 from ..compile import LOAD_TAG, SAVE_TAG, STATE_FILE
 from ..errors import NbprodError, StageFailed
 from .events import emit
@@ -82,7 +83,7 @@ def exec_stage(name: str, project: Project | None = None) -> RunRecord:
     rel_out = out_path.relative_to(root).as_posix()
     if error:
         where = f"{source_nb} cell {error.source_cell}" if error.source_cell else f"{error.where}"
-        summary = (f"stage {name!r} failed in {where}: {error.ename}: {error.evalue}. "
+        summary = (f"stage {name!r} failed in {where}: {describe_error(error.ename, error.evalue)}. "
                    f"Partially executed notebook: {rel_out}")
         emit(EventKind.STAGE_END, stage=name, state=StageState.FAILED, duration=record.duration, message=summary,
              notebook=rel_out, cell=error.source_cell)
@@ -344,15 +345,20 @@ def _run_papermill(executed: dict, out_path: Path, kernel: str, cwd: Path, stage
     except PapermillExecutionError as exc:
         source = None
         where = "a generated cell"
+        ename, evalue = exc.ename, str(exc.evalue)
         done = json.loads(out_path.read_text(encoding="utf-8"))
-        for cell in done["cells"]:
-            if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-                source = cell.get("metadata", {}).get("nbprod", {}).get("source_cell")
-                tags = cell.get("metadata", {}).get("tags", [])
-                where = "the nbprod outputs cell" if SAVE_TAG in tags else \
-                    "the nbprod inputs cell" if LOAD_TAG in tags else where
-                break
-        raise _CellFailed(source, where, exc.ename, str(exc.evalue)) from None
+        index = failed_cell_index(done)
+        if index is not None:
+            cell = done["cells"][index]
+            source = cell.get("metadata", {}).get("nbprod", {}).get("source_cell")
+            tags = cell.get("metadata", {}).get("tags", [])
+            where = "the nbprod outputs cell" if SAVE_TAG in tags else \
+                "the nbprod inputs cell" if LOAD_TAG in tags else where
+            if not has_error_output(cell):
+                # No error output (a UsageError, an error a magic printed): Papermill's exception is a
+                # bare "CellExecutionError: "; the kernel's own message is what the cell printed.
+                ename, evalue = printed_error(cell)
+        raise _CellFailed(source, where, ename, evalue) from None
 
 
 def _git_state(root: Path) -> dict:
@@ -362,7 +368,7 @@ def _git_state(root: Path) -> dict:
 
 
 def _iso(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds")
 
 
 def _log(message: str) -> None:

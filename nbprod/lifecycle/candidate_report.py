@@ -56,7 +56,8 @@ tr.fail td {{ background: #fde8e8; }} tr.pass td {{ background: #e8f6ea; }}
 <p>Created {html.escape(record.get("created", ""))} from commit <code>{html.escape(record.get("base", "")[:10])}</code>.
 {html.escape(record.get("note", ""))}</p>
 <p>{champion_line}</p>
-<p>Model <code>{html.escape(str(record.get("model_path", "")))}</code> md5 <code>{html.escape(str(record.get("model_md5", "")))}</code>;
+<p>Model <code>{html.escape(str(record.get("model_path", "")))}</code>
+md5 <code>{html.escape(str(record.get("model_md5", "")))}</code>;
 environment: python {html.escape(str((record.get("environment") or {}).get("python", "?")))}, packages sha256
 <code>{html.escape(str((record.get("environment") or {}).get("packages_sha256", "?"))[:16])}</code>.</p>
 <h2>Gates</h2>
@@ -68,6 +69,8 @@ environment: python {html.escape(str((record.get("environment") or {}).get("pyth
 <h2>What the candidate was built from</h2>
 <ul>{params or '<li>no parameter overrides</li>'}</ul>
 <ul>{changed or '<li>no uncommitted changes: the committed state</li>'}</ul>
-<p>Decide with <code>nbprod approve {cid} --by NAME --note TEXT{"" if record.get("gates_passed") else " --override REASON"}</code> or <code>nbprod reject {cid} --by NAME --note TEXT</code>.</p>
+<p>Decide with
+<code>nbprod approve {cid} --by NAME --note TEXT{"" if record.get("gates_passed") else " --override REASON"}</code>
+or <code>nbprod reject {cid} --by NAME --note TEXT</code>.</p>
 </body></html>
 """

@@ -68,7 +68,7 @@ def approve(project: Project, candidate_id: str, by: str, note: str = "", overri
               "metrics": candidate.record.get("metrics", {}), "previous": previous.version if previous else None,
               "model_path": config.model_path, "model_md5": candidate.record.get("model_md5"),
               "environment": candidate.record.get("environment"), **_identity(identity),
-              "fairness": approval_record(candidate.record)}
+              "fairness": approval_record(candidate.record), "schemas": _schema_hashes(root, candidate.commit)}
     kept = _keep_if_unregistered(root, config.model_name, by, when, f"approval of {candidate_id}") if checkout \
         else None
     version = registry.register(root, config.model_name, candidate.commit, record)
@@ -157,6 +157,22 @@ def _refuse_unsaved(root: Path) -> None:
 
 def _restore(root: Path, version: registry.Version) -> list[str]:
     return workspace.restore(root, version.commit)
+
+
+def _schema_hashes(root: Path, commit: str) -> dict[str, str]:
+    """SHA-256 of each data contract (schema file) the version's stages validate against."""
+    import hashlib
+
+    from ..contracts.schemas import is_schema_path
+    from .dvccache import parse_lock
+
+    stages = parse_lock(gitrepo.show_file(root, commit, "dvc.lock"))
+    hashes = {}
+    for path in sorted({dep for stage in stages.values() for dep in stage.deps if is_schema_path(dep)}):
+        data = gitrepo.show_file(root, commit, path)
+        if data is not None:
+            hashes[path] = hashlib.sha256(data).hexdigest()
+    return hashes
 
 
 def _identity(identity: dict | None) -> dict:

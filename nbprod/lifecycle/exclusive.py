@@ -8,7 +8,8 @@ whether the action came from the CLI or from the JupyterLab panel.
 from __future__ import annotations
 
 import functools
-from typing import Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Callable
 
 Action = TypeVar("Action", bound=Callable)
 

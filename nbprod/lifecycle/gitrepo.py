@@ -81,7 +81,8 @@ def create_annotated_tag(root: Path, name: str, commit: str, message: str) -> No
 
 def list_tags(root: Path, pattern: str = "*") -> list[dict]:
     """Annotated tags as dicts: name, commit, tagger, date (ISO), message."""
-    fmt = "%(refname:short)%00%(*objectname)%00%(objectname)%00%(taggername)%00%(taggerdate:iso-strict)%00%(contents)%01"
+    fmt = ("%(refname:short)%00%(*objectname)%00%(objectname)%00%(taggername)%00%(taggerdate:iso-strict)%00"
+           "%(contents)%01")
     out = git(root, "for-each-ref", f"--format={fmt}", f"refs/tags/{pattern}")
     tags = []
     for record in out.split("\x01"):

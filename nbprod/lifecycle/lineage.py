@@ -79,6 +79,7 @@ def lineage(project: Project, path: Path | str) -> Lineage:
     facts += _commit_facts(root, run)
     facts += _param_facts(root, stage, run)
     facts += _input_facts(root, stage, stages)
+    facts += _schema_facts(root, stage, stages)
     facts += _environment_facts(run)
     registered = _registered_in(root, project, out, stage.outs.get(out, ""))
     if registered:
@@ -193,6 +194,29 @@ def _input_facts(root: Path, stage: LockedStage, stages: dict[str, LockedStage])
         else:
             facts.append(Fact(f"input {dep}", md5, False,
                               f"{origin}; " + ("missing" if now is None else f"now md5 {now}: changed since the run")))
+    return facts
+
+
+def _schema_facts(root: Path, stage: LockedStage, stages: dict[str, LockedStage]) -> list[Fact]:
+    """The data contracts this output's stage, or any stage upstream of it, validated against."""
+    from ..contracts.schemas import is_schema_path
+
+    producers = {out: s for s in stages.values() for out in s.outs}
+    seen, todo, facts = set(), [stage], []
+    while todo:
+        current = todo.pop()
+        if current.name in seen:
+            continue
+        seen.add(current.name)
+        for dep, md5 in sorted(current.deps.items()):
+            if dep in producers:
+                todo.append(producers[dep])
+            elif is_schema_path(dep):
+                now = current_md5(root, dep, md5)
+                where = "" if current is stage else f"validated in stage {current.name}; "
+                facts.append(Fact(f"schema {dep}", md5, now == md5,
+                                  where + ("unchanged since the run" if now == md5 else
+                                           "missing" if now is None else f"now md5 {now}: edited since the run")))
     return facts
 
 

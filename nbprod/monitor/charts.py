@@ -4,7 +4,7 @@ promotion/rollback markers. Tooltips are SVG ``<title>`` elements, which browser
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from html import escape
 
 from ..report.svg import format_number
@@ -31,7 +31,7 @@ class Marker:
 
 
 def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
 def time_chart(title: str, series: list[Series], thresholds: list[list[tuple[float, float]]] | None = None,

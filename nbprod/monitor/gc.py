@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import yaml
@@ -76,7 +76,7 @@ def production_lineage(root: Path) -> tuple[set[str], set[str]]:
 def plan(project: Project, now: datetime | None = None) -> Plan:
     root = project.root
     retention = load_settings(root).retention
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     result = Plan()
     kept = _plan_records(root, list_records(project), retention, now, result)
     _plan_runs(root, retention, result)

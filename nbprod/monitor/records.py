@@ -18,7 +18,7 @@ import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from functools import cached_property
 from pathlib import Path
 
@@ -112,7 +112,7 @@ def create_record(project: Project, events: Path, when: datetime | None = None) 
     ``when`` defaults to now (UTC); it names the record and orders the history.
     """
     root = project.root
-    when = (when or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (when or datetime.now(UTC)).astimezone(UTC)
     run_events = _stage_events(events)
     run_id = next((e.get("run") for e in run_events if e.get("event") == "run_start"), None) or events.parent.name
     name = f"{when.strftime('%Y%m%dT%H%M%SZ')}-{run_id}"

@@ -4,7 +4,7 @@ against the champion the record ran under and the records before it; the verdict
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from ..rules import CHAMPION, MEDIAN, Check, Rule, check, lookup
@@ -23,7 +23,7 @@ class Verdict:
         return [c for c in self.checks if c.passed is False]
 
     def to_dict(self) -> dict:
-        return {"record": self.record, "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        return {"record": self.record, "evaluated": datetime.now(UTC).isoformat(timespec="seconds"),
                 "status": "alert" if self.alerts else "ok", "alerts": len(self.alerts),
                 "checks": [c.to_dict() for c in self.checks]}
 

@@ -275,5 +275,5 @@ def write_comparison_html(comparison: Comparison, out: Path) -> Path:
 
 
 def default_output(root: Path, a: str, b: str) -> Path:
-    safe = lambda ref: re.sub(r"[^A-Za-z0-9._-]+", "_", ref)  # noqa: E731
+    safe = lambda ref: re.sub(r"[^A-Za-z0-9._-]+", "_", ref)  # noqa: E731 - a one-line rule, local to this function
     return Path(root) / REPORTS_DIR / f"compare-{safe(a)}-{safe(b)}.html"

@@ -28,7 +28,7 @@ def stage_summaries(root: Path, nodes: list[StageNode]) -> dict[str, dict]:
     """Per stage: its last run (if any), status, duration, headline metrics and report links."""
     summaries = {}
     names = [n.name for n in nodes]
-    executed = {p.stem: p for p in sorted((root / REPORTS_DIR).glob("*.ipynb"))} if (root / REPORTS_DIR).is_dir() else {}
+    executed = {p.stem: p for p in sorted((root / REPORTS_DIR).glob("*.ipynb"))}
     for name in names + sorted(set(executed) - set(names)):
         run: StageRun | None = load_run(executed[name], name) if name in executed else None
         metrics = _numeric(workspace_metrics(root, name)) or (run.metrics if run else {})

@@ -122,7 +122,7 @@ def line_chart_svg(title: str, points: list[tuple[str, float, str]], width: int 
     if n > 1:
         path = " ".join(f"{'M' if i == 0 else 'L'} {sx(i):.1f} {sy(v):.1f}" for i, v in enumerate(values))
         parts.append(f'<path d="{path}" fill="none" stroke="#1a73e8" stroke-width="2"/>')
-    for i, (label, value, tip) in enumerate(points):
+    for i, (_label, value, tip) in enumerate(points):
         parts.append(f'<circle cx="{sx(i):.1f}" cy="{sy(value):.1f}" r="3.5" fill="#1a73e8">'
                      f"<title>{escape(tip)}</title></circle>")
     parts.append("</svg>")

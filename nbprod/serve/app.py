@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -242,7 +242,7 @@ def _columns(body, frame) -> dict:
 
 def _entry(state: ServeState, variant: str, version: str, request_id: str, answer: dict, latency: float,
            shadow: bool) -> dict:
-    entry = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "request_id": request_id,
+    entry = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "request_id": request_id,
              "variant": variant, "shadow": shadow, "model": state.settings.model, "version": version,
              "worker": os.getpid(), "rows": len(answer["predictions"]), "latency_ms": round(latency * 1000, 3),
              "predictions": answer["predictions"]}

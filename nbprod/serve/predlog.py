@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 FILE_PREFIX = "predictions-"
 _STOP = object()

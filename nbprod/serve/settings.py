@@ -47,7 +47,7 @@ class ServeSettings:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_env(cls) -> "ServeSettings":
+    def from_env(cls) -> ServeSettings:
         return cls(**json.loads(os.environ[ENV]))
 
 
