@@ -47,8 +47,8 @@ def start_experiment(root: Path, changes: dict[str, object]) -> Experiment:
     folder.mkdir(parents=True)
     settings = [f"{key}={json.dumps(value)}" for key, value in changes.items()]  # JSON is YAML, as -S reads it
     with open(folder / "output.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "nbprod.widgets.experiment", str(root), str(folder), *settings],
-                                   cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        command = [sys.executable, "-m", "nbprod.widgets.experiment", str(root), str(folder), *settings]
+        process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
     (folder / "pid").write_text(str(process.pid))
     return Experiment(folder, process)

@@ -109,8 +109,8 @@ def check(form: NotebookParams, name: str, value: object) -> object:
                           "params.yaml", fix=f"give {name} {param.kind}, as line {param.line} of the "
                           f"parameters cell of {form.notebook} does")
     if param.low is not None and not (param.low <= value <= param.high):
-        raise NbprodError(f"{form.section}.{name} = {value!r} is outside its range {_num(param.low)}..{_num(param.high)}",
-                          form.notebook, form.cell,
+        bounds = f"{_num(param.low)}..{_num(param.high)}"
+        raise NbprodError(f"{form.section}.{name} = {value!r} is outside its range {bounds}", form.notebook, form.cell,
                           fix=f"use a value from {_num(param.low)} to {_num(param.high)}, or change the range: "
                               f"comment on line {param.line} of the parameters cell")
     return value

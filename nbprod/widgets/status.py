@@ -52,6 +52,16 @@ def stage_status(root: Path, timeout: float = 120) -> list[dict]:
     return json.loads(done.stdout)
 
 
+def stage_names(root: Path, timeout: float = 60) -> list[str]:
+    """The stages in pipeline order from ``nbprod pipeline`` (no DVC: it works while a run holds DVC's lock)."""
+    done = subprocess.run([sys.executable, "-m", "nbprod", "pipeline"], check=False, cwd=root, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise StatusError(lines[-1] if lines else f"nbprod pipeline exited with status {done.returncode}")
+    return [s["name"] for s in json.loads(done.stdout)["stages"]]
+
+
 def last_metrics(root: Path, stage: str) -> dict:
     try:
         data = json.loads((root / METRICS_DIR / f"{stage}.json").read_text(encoding="utf-8"))

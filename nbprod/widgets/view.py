@@ -17,6 +17,7 @@ from .status import (
     StageRow,
     StatusError,
     metrics_line,
+    stage_names,
     stage_rows,
     stage_status,
     status_table,
@@ -92,6 +93,14 @@ class Panel(w.VBox):
             self._refreshing = True
         try:
             if self.control.active_pid() is not None:
+                if not self.rows:  # opened during a run: the stages without their status; the events fill in
+                    try:
+                        names = stage_names(self.root)
+                    except StatusError as exc:
+                        self._say(str(exc), error=True)
+                        return
+                    self.rows = stage_rows(self.root, [{"name": n, "state": "running elsewhere"} for n in names])
+                    self._render()
                 self._say("a run is going; status is read again when it ends")
                 return
             self._say("reading status…")
@@ -238,9 +247,9 @@ class Panel(w.VBox):
             state, why, details = "failed", "failed", last.message or ""
         widget.state = state
         colour = STATE_COLOURS.get(state, "inherit")
-        state_cell.value = (f'<span class="nbprod-state" data-state="{html.escape(state)}" title="{html.escape(details)}" '
-                            f'style="color:{colour}">{html.escape(why)}</span>'
-                            + (f'<br><small>{html.escape(details[:160])}</small>' if details and state != "up to date" else ""))
+        note = f"<br><small>{html.escape(details[:160])}</small>" if details and state != "up to date" else ""
+        state_cell.value = (f'<span class="nbprod-state" data-state="{html.escape(state)}" '
+                            f'title="{html.escape(details)}" style="color:{colour}">{html.escape(why)}</span>{note}')
         metrics_cell.value = f"<small>{_metrics_text(metrics)}</small>"
         links = []
         if row.notebook:
