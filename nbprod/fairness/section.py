@@ -64,7 +64,7 @@ def chart(audit):
     if audit.main == "selection_rate" and judged:
         axis.axvline(0.8 * max(judged), linestyle="--", color="#a31515", linewidth=1,
                      label="four-fifths of the highest rate")
-        axis.legend(loc="lower right", fontsize="small")
+        axis.legend(loc="best", fontsize="small")
     axis.set_xlabel(f"{names.LABELS[audit.main]} ({audit.ci:.0%} bootstrap interval)")
     axis.set_title(f"{_sentence(names.LABELS[audit.main])} by {view.feature}")
     axis.grid(axis="x", alpha=0.3)
