@@ -61,7 +61,8 @@ def test_inferred_schema_round_trips_and_reads_well(schema_file):
 @pytest.mark.parametrize("text, expected", [
     ("columns: [1, 2", "is not valid YAML at line"),
     ("- a\n- b\n", "is not a schema"),
-    ("columns:\n  a:\n    dtype: float64\n    greater_than_or_equel_to: 1\n", "unknown check 'greater_than_or_equel_to'"),
+    ("columns:\n  a:\n    dtype: float64\n    greater_than_or_equel_to: 1\n",
+     "unknown check 'greater_than_or_equel_to'"),
     ("columns:\n  a:\n    dtype: nonsense\n", "is not a valid pandera schema (column 'a': TypeError"),
     ("columns:\n  a:\n    dtype: float64\n    between: 3\n", "column 'a': TypeError: Check.between()"),
     ("colums:\n  a: {dtype: int64}\n", "is not a schema"),
@@ -242,7 +243,8 @@ def test_drift_rejects_what_is_not_a_dataframe():
 
 def test_drift_section_has_a_chart_per_drifted_column():
     rng = np.random.default_rng(6)
-    reference = pd.DataFrame({"n": rng.normal(size=300), "c": rng.choice(["a", "b", "c"], 300), "s": rng.normal(size=300)})
+    reference = pd.DataFrame({"n": rng.normal(size=300), "c": rng.choice(["a", "b", "c"], 300),
+                              "s": rng.normal(size=300)})
     current = pd.DataFrame({"n": rng.normal(2, 1, 300), "c": rng.choice(["a", "d"], 300), "s": rng.normal(size=300)})
     report = compute_drift(reference, current)
     assert report.drifted_columns == ["n", "c"]

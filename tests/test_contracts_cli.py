@@ -106,7 +106,8 @@ def test_compile_makes_a_literal_schema_a_dependency(project):
     ('name = "schemas/breast_cancer.yaml"\nframe = nbprod.validate(frame, name)',
      ["line 5", "from an expression", 'nbprod.validate(df, "schemas/NAME.yaml")']),
     ('frame = nbprod.validate(frame, f"schemas/{seed}.yaml")', ["from an expression"]),
-    ('frame = nbprod.validate(frame, "schemas/missing.yaml")', ["line 4", "schema file 'schemas/missing.yaml' not found"]),
+    ('frame = nbprod.validate(frame, "schemas/missing.yaml")',
+     ["line 4", "schema file 'schemas/missing.yaml' not found"]),
 ])
 def test_compile_refuses_a_schema_it_cannot_follow(project, call, words):
     nb_path = project / "notebooks" / "prepare.ipynb"

@@ -230,7 +230,8 @@ def _column_drift(name: str, reference: pandas.Series, current: pandas.Series, c
         distinct = len(categories)
         new = sorted(set(cur_counts.index) - set(ref_counts.index))
         if new:
-            notes.append(f"{len(new)} categories not in reference ({', '.join(new[:3])}{', ...' if len(new) > 3 else ''})")
+            shown = ", ".join(new[:3]) + (", ..." if len(new) > 3 else "")
+            notes.append(f"{len(new)} categories not in reference ({shown})")
     test = override.test or kind_rule.test or _default_test(kind, len(ref), distinct, config)
     spec = statistics.TESTS[test]
     if spec.kind not in ("both", kind):

@@ -90,7 +90,8 @@ def load_schema(path: str | Path) -> pa.DataFrameSchema:
         raise NbprodError("schema file not found", path,
                           fix="create it with 'nbprod data infer DATA --name NAME', or correct the path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise NbprodError(f"cannot read the schema file ({exc})", path, fix="make it a readable UTF-8 YAML file") from None
+        raise NbprodError(f"cannot read the schema file ({exc})", path,
+                          fix="make it a readable UTF-8 YAML file") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
