@@ -89,6 +89,8 @@ export class ModelsPanel extends Widget {
       .filter(s => s);
     try {
       const started = await this._api.retrain(path, this._noteInput.value.trim(), set);
+      this._noteInput.value = '';
+      this._setInput.value = '';
       this._run = following(started.id);
       this._error = null;
       this._render();
@@ -435,10 +437,11 @@ export class ModelsPanel extends Widget {
     if (event.by) {
       row.appendChild(el('span', 'jp-nbprod-history-by', `by ${event.by}`));
     }
-    if (event.note) {
+    // A registration carries its approval's record; the approval's row shows the note once.
+    if (event.note && event.action !== 'register') {
       row.appendChild(el('span', 'jp-nbprod-history-note', `“${event.note}”`));
     }
-    if (event.override) {
+    if (event.override && event.action !== 'register') {
       row.appendChild(el('span', 'jp-nbprod-history-override', `override: ${event.override}`));
     }
     return row;
@@ -574,7 +577,7 @@ function compareTable(candidate: Metrics, champion: Metrics | null, version: str
       tr.appendChild(el('td', '', base === undefined ? '—' : fmt(base)));
       const delta = base === undefined ? null : value - base;
       tr.appendChild(el('td', delta === null || delta === 0 ? '' : delta > 0 ? 'jp-nbprod-up' : 'jp-nbprod-down',
-        delta === null ? '—' : (delta > 0 ? '+' : '') + fmt(delta)));
+        delta === null ? '—' : (delta > 0 ? '+' : '') + delta.toFixed(4)));
       table.appendChild(tr);
     }
   }
