@@ -9,7 +9,7 @@ from html import escape
 from . import names
 
 STYLE = ("<style>.nbprod-fairness td,.nbprod-fairness th{padding:.2rem .5rem;border:1px solid #ddd;"
-         "text-align:right}.nbprod-fairness td:first-child{text-align:left}"
+         "text-align:right;white-space:nowrap}.nbprod-fairness td:first-child{text-align:left}"
          ".nbprod-fairness tr.small td{color:#888;font-style:italic}</style>")
 
 
@@ -34,7 +34,7 @@ def table_html(audit) -> str:
             note = "" if group.judged else " (too small to judge)"
             rows.append(f"<tr class='{'' if group.judged else 'small'}'><td>{escape(group.label)}{note}</td>"
                         f"<td>{group.size}</td>{''.join(_cell(group, m) for m in audit.metrics)}</tr>")
-        parts.append(f"<table><caption>{escape(view.feature)}</caption><tr><th>group</th><th>size</th>{heads}</tr>"
+        parts.append(f"<table><caption>by {escape(view.feature)}</caption><tr><th>group</th><th>size</th>{heads}</tr>"
                      f"{''.join(rows)}</table>")
     parts.append(f"<p><small>[low, high]: {audit.ci:.0%} bootstrap interval over {audit.n_boot} resamples "
                  f"(seed {audit.seed}); groups under {audit.min_group_size} rows are too small to judge and are "
