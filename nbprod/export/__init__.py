@@ -1,0 +1,1 @@
+"""Exports of the pipeline to other engines (Airflow). Each reads the compiled pipeline; none runs it."""
