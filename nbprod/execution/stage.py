@@ -83,7 +83,10 @@ def exec_stage(name: str, project: Project | None = None) -> RunRecord:
     rel_out = out_path.relative_to(root).as_posix()
     if error:
         where = f"{source_nb} cell {error.source_cell}" if error.source_cell else f"{error.where}"
-        summary = (f"stage {name!r} failed in {where}: {describe_error(error.ename, error.evalue)}. "
+        if os.environ.get("NBPROD_WORKER"):  # set by the Dask executor: which machine to look at
+            where += f" on Dask worker {os.environ['NBPROD_WORKER']}"
+        what = describe_error(error.ename, error.evalue)
+        summary = (f"stage {name!r} failed in {where}: {what}{'' if what.endswith('.') else '.'} "
                    f"Partially executed notebook: {rel_out}")
         emit(EventKind.STAGE_END, stage=name, state=StageState.FAILED, duration=record.duration, message=summary,
              notebook=rel_out, cell=error.source_cell)

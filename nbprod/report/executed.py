@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cellerror import failed_cell_index, printed_error
 from ..runrecord import RecordStatus, RunRecord
 from ..scraps import DisplayScrap, numeric_metrics, read_scraps
 
@@ -64,13 +65,16 @@ def _first_line(source: Any) -> str:
 
 
 def failing_cell(nb: dict) -> int | None:
-    """Index of the first code cell whose outputs hold an error."""
-    for index, cell in enumerate(nb.get("cells", [])):
-        if cell.get("cell_type") == "code" and any(
-            o.get("output_type") == "error" for o in cell.get("outputs", []) or []
-        ):
-            return index
-    return None
+    """Index of the first code cell that failed, with or without an ``error`` output (nbprod.cellerror)."""
+    return failed_cell_index(nb)
+
+
+def _printed_error(nb: dict, index: int | None) -> dict | None:
+    """The failed cell's error as the kernel reported or printed it (runs without nbprod's record of it)."""
+    if index is None:
+        return None
+    ename, evalue = printed_error(nb["cells"][index])
+    return {"cell": None, "ename": ename, "evalue": evalue} if ename or evalue else None
 
 
 def read_notebook_json(path: Path) -> dict:
@@ -107,8 +111,8 @@ def run_from_notebook(nb: dict, executed_path: Path, stage: str | None = None) -
         return StageRun(stage=stage or Path(executed_path).stem, executed_path=Path(executed_path),
                         notebook=pm.get("input_path"), status=status, started=pm.get("start_time"),
                         ended=pm.get("end_time"), duration=pm.get("duration"),
-                        params=dict(pm.get("parameters") or {}), error_cell=error_index, cells=cells,
-                        scraps=read_scraps(nb))
+                        params=dict(pm.get("parameters") or {}), error=_printed_error(nb, error_index),
+                        error_cell=error_index, cells=cells, scraps=read_scraps(nb))
     return StageRun(
         stage=record.stage,
         executed_path=Path(executed_path),
@@ -122,7 +126,7 @@ def run_from_notebook(nb: dict, executed_path: Path, stage: str | None = None) -
         params=record.params,
         python=record.python,
         packages=record.packages,
-        error=asdict(record.error) if record.error else None,
+        error=asdict(record.error) if record.error else _printed_error(nb, error_index),
         error_cell=error_index,
         cells=cells,
         scraps=read_scraps(nb),

@@ -9,6 +9,7 @@ from html import escape
 from pathlib import Path
 
 from ..scraps import SCRAP_MIME_PREFIX, DisplayScrap, is_number
+from ..cellerror import describe as describe_error
 from ..notebook import atomic_write
 from .freshness import notebook_digest, report_path, stamp
 from .pipeline_view import locked_deps
@@ -39,16 +40,19 @@ def _banner(run: StageRun) -> str:
     if not run.failed:
         return ""
     error = run.error or {}
-    what = ": ".join(x for x in (error.get("ename"), error.get("evalue")) if x) or "the notebook raised an error"
+    what = describe_error(error.get("ename") or "", error.get("evalue") or "")
     where = ""
     if run.error_cell is not None:
         count = next((c.execution_count for c in run.cells if c.index == run.error_cell), None)
         label = f"cell {error['cell']}" if error.get("cell") is not None else f"In [{count}]"
-        where = f' in <a href="#{cell_anchor(run.error_cell)}">{escape(label)}</a>'
+        notebook = f"<code>{escape(run.notebook)}</code> " if run.notebook and error.get("cell") is not None else ""
+        where = f' in {notebook}<a href="#{cell_anchor(run.error_cell)}">{escape(label)}</a>'
     link = (f' <a href="#{cell_anchor(run.error_cell)}">Go to the failing cell ↓</a>'
             if run.error_cell is not None else "")
+    kept = run.executed_path.name  # beside the report in reports/
     return (f'<div class="banner" role="alert"><strong>This run failed</strong>{where}: '
-            f"<code>{escape(what)}</code>.{link}</div>")
+            f"<code>{escape(what)}</code>.{link} Partially executed notebook: "
+            f'<a href="{escape(kept)}"><code>{escape(kept)}</code></a></div>')
 
 
 def header_html(run: StageRun, root: Path, no_input: bool = False) -> str:
