@@ -9,15 +9,11 @@ so ``dvc.lock`` comes out as a serial ``dvc repro`` writes it.
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..compile import NBPROD_CMD
-from ..errors import NbprodError
+from . import dvcadapter as dvc
 from .executors import Executor, Job, JobResult
 from ..project import Project
 
@@ -36,35 +32,12 @@ def reproduce(project: Project, executor: Executor, log: Path, *, targets: list[
     """Reproduce like ``dvc repro [--force] [--keep-going] [--downstream FROM | TARGETS]``,
     ``executor.slots`` at a time. With ``keep_going``, a failure stops only the stages downstream of
     it; the others still run."""
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo, lock_repo
-
+    repo = dvc.open_repo(project.root)
     try:
-        repo = Repo(str(project.root))
-    except DvcException as exc:
-        raise NbprodError(f"DVC cannot open the project ({exc})", project.root, fix="run 'dvc doctor'") from None
-    try:
-        with lock_repo(repo), repo.scm_context(quiet=True), open(log, "a", encoding="utf-8") as out, \
-                _dvc_logs_to(out):
+        with dvc.locked(repo), open(log, "a", encoding="utf-8") as out, dvc.logs_to(out):
             return _Scheduler(repo, executor, out, log.parent, force, keep_going).run(targets, from_stage)
     finally:
         repo.close()
-
-
-@contextmanager
-def _dvc_logs_to(out):
-    """DVC's own messages ("Updating lock file ...") go to the run log, as under ``dvc repro``."""
-    logger = logging.getLogger("dvc")
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    saved = logger.handlers[:], logger.propagate, logger.level
-    logger.handlers, logger.propagate = [handler], False
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.handlers, logger.propagate = saved[0], saved[1]
-        logger.setLevel(saved[2])
 
 
 class _Scheduler:
@@ -76,15 +49,10 @@ class _Scheduler:
         self.result = ScheduleResult(ok=True)
 
     def run(self, targets: list[str] | None, from_stage: str | None) -> ScheduleResult:
-        from dvc.repo.reproduce import get_active_graph, plan_repro
-
-        self.graph = get_active_graph(self.repo.index.graph)
         names = [from_stage] if from_stage else targets
-        stages = self._collect(names or [])
-        self.plan = plan_repro(self.graph, stages, downstream=bool(from_stage))
+        planned = dvc.plan(self.repo, names or [], downstream=bool(from_stage))
+        self.plan, self.upstream = planned.stages, planned.upstream
         in_plan = set(self.plan)
-        # DVC's "upstream" of a stage: the stages producing its deps (graph successors).
-        self.upstream = {s: [u for u in self.graph.successors(s)] for s in self.plan}
         self.needs = {s: [u for u in self.upstream[s] if u in in_plan] for s in self.plan}
         self.state = {s: "pending" for s in self.plan}
         self.announced: set = set()
@@ -96,20 +64,6 @@ class _Scheduler:
             raise
         self._dump_ready(final=True)
         return self.result
-
-    def _collect(self, names: list[str]) -> list:
-        """The stages ``dvc repro [NAMES]`` starts from, taken from the graph already loaded (what
-        ``collect_stages`` would return, without parsing dvc.yaml and dvc.lock a second time)."""
-        from dvc.repo.reproduce import collect_stages
-
-        dvc_yaml = os.path.join(self.repo.root_dir, "dvc.yaml")  # not relative to the caller's cwd
-        in_root = [s for s in self.graph if getattr(s, "path", None) == dvc_yaml]
-        if not names:
-            return in_root
-        by_name = {s.name: s for s in in_root if getattr(s, "name", None)}
-        if all(n in by_name for n in names):
-            return [by_name[n] for n in names]
-        return collect_stages(self.repo, [f"{dvc_yaml}:{n}" for n in names])
 
     # -- the loop: start what is ready, wait, record what finished ----------------------------------
 
@@ -152,37 +106,30 @@ class _Scheduler:
 
     def _start(self, stage) -> None:
         """Mirror of Stage.reproduce + Stage.run up to the command: skip, restore, or launch."""
-        from dvc.stage.cache import RunCacheNotFoundError
-
         name = stage.addressing
         try:
-            if not self.force and not stage.changed(False, self.upstream[stage]):
+            if not self.force and dvc.unchanged(stage, self.upstream[stage]):
                 self._log(f"Stage '{name}' didn't change, skipping")
                 self.executor.discard(name)
                 self.state[stage] = "skipped"
                 self.result.skipped.append(name)
                 return
-            if stage.frozen or not stage.cmd:
+            if not dvc.needs_command(stage):
                 # Frozen stages and data sources: DVC only verifies and records them; do it serially.
                 self._log(f"Verifying '{name}'")
-                stage.run(force=self.force)
+                dvc.verify(stage, self.force)
                 self._recorded(stage)
                 return
-            stage.remove_outs(ignore_remove=False, force=False)
-            if not self.force:
-                try:
-                    self.repo.stage_cache.restore(stage)
-                    self._log(f"Stage '{name}' is cached - skipping run, checking out outputs")
-                    self._save(stage)
-                    self.result.skipped.append(name)
-                    return
-                except RunCacheNotFoundError:
-                    stage.save_deps()
+            if dvc.prepare_to_run(stage, self.force):
+                self._log(f"Stage '{name}' is cached - skipping run, checking out outputs")
+                self._save(stage)
+                self.result.skipped.append(name)
+                return
         except Exception as exc:  # noqa: BLE001 - DVC's own errors, reported like dvc repro
             self._fail(stage, f"failed to reproduce '{name}': {exc}")
             return
         self._log(f"Running stage '{name}':")
-        for line in _enforce(stage.cmd):
+        for line in dvc.cmd_lines(stage.cmd):
             self._log(f"> {line}")
         self.state[stage] = "running"
         self.executor.submit(self._job(stage))
@@ -202,26 +149,16 @@ class _Scheduler:
                 self.executor.prepare(self._job(stage))
 
     def _job(self, stage) -> Job:
-        from dvc.stage.run import _enforce_cmd_list, _make_cmd, get_executable, prepare_kwargs
-
-        options = prepare_kwargs(stage)
-        env = options["env"]
-        bin_dir = str(Path(sys.executable).parent)
-        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")  # the stages' `nbprod exec`
-        executable = get_executable()
-        commands = []
-        for line in _enforce_cmd_list(stage.cmd):
-            argv = _make_cmd(executable, line)
-            commands.append(tuple(argv) if isinstance(argv, list) else ("/bin/sh", "-c", argv))
+        run = dvc.commands(stage)
         log = self.log_dir / "stages" / f"{stage.addressing.replace('/', '__').replace(':', '__')}.log"
-        return Job(stage=stage.addressing, commands=tuple(commands), cwd=Path(options["cwd"]), env=env, log=log,
+        return Job(stage=stage.addressing, commands=run.argv, cwd=run.cwd, env=run.env, log=log,
                    nbprod_stage=stage.cmd.split()[-1] if _is_nbprod(stage) else None)
 
     def _finish(self, finished: JobResult) -> None:
         stage = next(s for s in self.plan if s.addressing == finished.job.stage)
         if not finished.ok:
             self._fail(stage, finished.message or f"failed to reproduce '{stage.addressing}': failed to run: "
-                              f"{' && '.join(_enforce(stage.cmd))}, exited with {finished.returncode}")
+                              f"{' && '.join(dvc.cmd_lines(stage.cmd))}, exited with {finished.returncode}")
             return
         self.result.ran.append(stage.addressing)
         try:
@@ -231,9 +168,7 @@ class _Scheduler:
 
     def _save(self, stage) -> None:
         """What Stage.run does after the command: hash deps and outs, fill the run cache, commit."""
-        no_cache_outs = any(not out.use_cache for out in stage.outs if not (out.is_metric or out.is_plot))
-        stage.save(allow_missing=False, run_cache=not no_cache_outs)
-        stage.commit(allow_missing=False)
+        dvc.record(stage)
         self._recorded(stage)
 
     def _recorded(self, stage) -> None:
@@ -263,7 +198,7 @@ class _Scheduler:
             stage = self.plan[self.dumped]
             state = self.state[stage]
             if state == "done":
-                stage.dump(update_pipeline=False)
+                dvc.write_lock_entry(stage)
             elif state != "skipped" and not final:
                 return
             self.dumped += 1
@@ -276,6 +211,3 @@ class _Scheduler:
 def _is_nbprod(stage) -> bool:
     return isinstance(stage.cmd, str) and bool(NBPROD_CMD.match(stage.cmd))
 
-
-def _enforce(cmd) -> list[str]:
-    return cmd if isinstance(cmd, list) else str(cmd).splitlines()

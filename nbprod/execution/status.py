@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from ..compile import compile_project
@@ -70,10 +69,9 @@ def _lock_stages(project: Project) -> set[str]:
 
 
 def _dvc_status(project: Project) -> dict:
-    from dvc.repo import Repo
+    from .dvcadapter import status
 
-    with Repo(str(project.root)) as repo:
-        return json.loads(json.dumps(repo.status(), default=str))
+    return status(project.root)
 
 
 def _reasons(entries: list) -> tuple[list[str], list[str]]:
