@@ -229,3 +229,20 @@ def _processes_in(root: Path) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def test_worker_without_the_stages_module_names_worker_and_module(tmp_path):
+    """A worker that lacks a module the stage imports: the run fails naming the worker and the module."""
+    cells = [(["stage:uses"], "import helperlib\nvalue = helperlib.VALUE")]
+    root = _project(tmp_path / "p", cells)
+    cluster = Cluster(tmp_path, workers=0)
+    try:
+        cluster.add_worker("without")  # the only worker: the stage must land here
+        _wait_for_workers(cluster.address, 1)
+        done = nbprod("run", "--no-report", "--executor", "dask", "--scheduler", cluster.address, cwd=root,
+                      check=False)
+    finally:
+        cluster.stop()
+    assert done.returncode == 1
+    assert "helperlib" in done.stderr and "on Dask worker tcp://127.0.0.1:" in done.stderr, done.stderr
+    assert not (root / "dvc.lock").exists()  # a failed stage gets no lock entry
