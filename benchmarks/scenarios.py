@@ -239,3 +239,13 @@ SCENARIOS = {
     "parallel": parallel_stages,
     "compile": compile_cells,
 }
+
+# Data contracts (issue 14) live in their own module, which takes Row, Size and median from here.
+from .contracts import drift_columns, validate_rows  # noqa: E402
+
+SCENARIOS.update({"validate": validate_rows, "drift": drift_columns})
+
+# Stages on a Dask cluster (issue 17): a real scheduler and two workers on loopback.
+from .dask import dask_overhead, dask_parallel  # noqa: E402
+
+SCENARIOS.update({"dask-parallel": dask_parallel, "dask-overhead": dask_overhead})

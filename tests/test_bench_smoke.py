@@ -11,7 +11,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 SCENARIOS = ("cold: nbprod run", "dvc.yaml + papermill (peer)", "stage overhead", "import nbprod.record",
-             "no-op nbprod run", "-j 2", "compile a 50-cell notebook")
+             "no-op nbprod run", "-j 2", "compile a 50-cell notebook", "nbprod.validate 10,000 x 10",
+             "drift 5,000 x 20 vs same-size reference")
 
 
 def test_benchmarks_tiny_mode_prints_one_row_per_scenario(tmp_path):

@@ -172,6 +172,18 @@ def test_half_standard_deviation_shift_is_detected_95_percent(rows):
     assert pairs_drifted(make)["x"] >= 0.95
 
 
+@pytest.mark.parametrize("sizes", [(1000, 1000), (1000, 700), (37, 5), (1, 1)])
+def test_wasserstein_matches_scipy(sizes):
+    from scipy.stats import wasserstein_distance
+
+    from nbprod.contracts.statistics import wasserstein_1d
+
+    rng = np.random.default_rng(sum(sizes))
+    u, v = rng.exponential(1.0, sizes[0]), rng.normal(0.3, 2.0, sizes[1])
+    u[::7] = 1.0  # ties
+    assert wasserstein_1d(u, v) == pytest.approx(wasserstein_distance(u, v), rel=1e-12, abs=1e-15)
+
+
 def test_default_tests_follow_evidently():
     rng = np.random.default_rng(0)
     small = pd.DataFrame({"n": rng.normal(size=300), "c": rng.choice(list("abc"), 300),

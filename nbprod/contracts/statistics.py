@@ -49,10 +49,24 @@ def ks_pvalue(reference: np.ndarray, current: np.ndarray) -> float:
 
 def wasserstein_norm(reference: np.ndarray, current: np.ndarray) -> float:
     """Wasserstein (earth mover's) distance in units of the reference's standard deviation."""
-    from scipy.stats import wasserstein_distance
-
     norm = max(float(np.std(reference)), _MIN_NORM)
-    return float(wasserstein_distance(reference, current) / norm)
+    return wasserstein_1d(reference, current) / norm
+
+
+def wasserstein_1d(u: np.ndarray, v: np.ndarray) -> float:
+    """The 1-D Wasserstein distance, the value ``scipy.stats.wasserstein_distance`` gives (tested).
+
+    Computed here because scipy's general weighted version spends ~0.15 s per 100,000-row column in
+    bookkeeping; the area between the two empirical CDFs needs only two sorts (for samples of equal
+    size it is the mean gap between their sorted values).
+    """
+    u, v = np.sort(u), np.sort(v)
+    if len(u) == len(v):
+        return float(np.mean(np.abs(u - v)))
+    points = np.sort(np.concatenate([u, v]))
+    u_cdf = np.searchsorted(u, points[:-1], side="right") / len(u)
+    v_cdf = np.searchsorted(v, points[:-1], side="right") / len(v)
+    return float(np.sum(np.abs(u_cdf - v_cdf) * np.diff(points)))
 
 
 def chisquare_pvalue(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
