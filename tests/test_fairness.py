@@ -172,7 +172,9 @@ def test_comparison_flags_groups_worse_beyond_the_champions_interval():
     assert rows[("recall", "B")].flag == "worse"
     assert rows[("recall", "C")].too_small and rows[("recall", "C")].flag == ""
     html = comparison_html(record["metrics"], record["champion"]["metrics_on_holdout"])
-    assert "WORSE beyond the champion's interval" in html and "recall B" in html
+    assert "WORSE beyond the champion interval" in html and "recall B" in html
+    named = comparison_html(record["metrics"], record["champion"]["metrics_on_holdout"], ("v1", "v2"))
+    assert "WORSE beyond the v1 interval" in named and "<th>v2 [interval]</th>" in named
     within = candidate_record((0.70, 0.65, 0.75), (0.67, 0.62, 0.72))
     assert "No group is worse" in comparison_html(within["metrics"], within["champion"]["metrics_on_holdout"])
     summary = approval_record(record)

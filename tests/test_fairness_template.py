@@ -41,6 +41,8 @@ def story(tmp_path_factory):
     s["history"] = json.loads(nbprod("history", "--json", cwd=root).stdout)
     s["history_text"] = nbprod("history", cwd=root).stdout
     s["lineage"] = nbprod("lineage", "notebooks/models/model.joblib", cwd=root, check=False).stdout
+    nbprod("compare", "model@v1.0.0", "model@v1.1.0", cwd=root)
+    s["compare"] = (root / "reports/compare-model_v1.0.0-model_v1.1.0.html").read_text(encoding="utf-8")
     return s
 
 
@@ -83,9 +85,14 @@ def test_gate_blocks_a_candidate_that_makes_the_bias_worse(story):
 def test_comparison_report_flags_group_b_worse_beyond_the_interval(story):
     report = story["c2_report"]
     section = report[report.index("<h2>Fairness by group</h2>"):report.index("<h2>Metrics</h2>")]
-    assert "worse beyond the champion's interval:</strong>" in section and "recall B" in section
+    assert "worse beyond the champion interval:</strong>" in section and "recall B" in section
     row = re.search(r"<tr class='fail'><td>recall \(true-positive rate\)</td><td>B</td>(.*?)</tr>", section)
     assert row and row.group(1).count("<small>[") == 2  # champion and candidate intervals
+
+
+def test_compare_of_two_versions_shows_groups_side_by_side(story):
+    html = story["compare"]
+    assert "<h2>Fairness by group</h2>" in html and "WORSE beyond the model@v1.0.0" in html
 
 
 def test_override_is_recorded_with_the_fairness_results(story):

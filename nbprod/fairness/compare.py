@@ -73,31 +73,34 @@ def _value(value: GroupValue | None) -> str:
     return text
 
 
-def comparison_html(candidate: dict[str, dict], champion: dict[str, dict] | None) -> str:
-    """The "Fairness by group" section of the candidate report ('' when neither run audited fairness)."""
+def comparison_html(candidate: dict[str, dict], champion: dict[str, dict] | None,
+                    labels: tuple[str, str] = ("champion", "candidate")) -> str:
+    """The "Fairness by group" section ('' when neither run audited fairness): ``labels`` name the
+    baseline and the new run (``nbprod compare`` passes its two revisions)."""
     rows = compare_groups(candidate, champion)
     if not rows:
         return ""
+    base, new = (escape(label) for label in labels)
     worse = worse_groups(rows)
     lines = []
     for row in rows:
         change = ""
         if row.champion and row.candidate and row.champion.value is not None and row.candidate.value is not None:
             change = f"{row.candidate.value - row.champion.value:+.3f}"
-        flag = {"worse": "WORSE beyond the champion's interval", "better": "better beyond the interval",
-                "changed": "outside the champion's interval", "": ""}[row.flag]
+        flag = {"worse": f"WORSE beyond the {base} interval", "better": f"better beyond the {base} interval",
+                "changed": f"outside the {base} interval", "": ""}[row.flag]
         if row.too_small:
             flag = "too small to judge"
         css = "fail" if row.flag == "worse" else ""
         lines.append(f"<tr class='{css}'><td>{escape(LABELS[row.metric])}</td><td>{escape(row.group)}</td>"
                      f"<td>{_value(row.champion)}</td><td>{_value(row.candidate)}</td><td>{change}</td>"
                      f"<td>{flag}</td></tr>")
-    verdict = (f"<p><strong>{len(worse)} group metric(s) worse beyond the champion's interval:</strong> "
+    verdict = (f"<p><strong>{len(worse)} group metric(s) worse beyond the {base} interval:</strong> "
                f"{escape(', '.join(worse))}.</p>" if worse else
-               "<p>No group is worse than under the champion beyond the champion's interval.</p>"
-               if champion else "<p>No champion yet: the candidate's groups are shown alone.</p>")
+               f"<p>No group is worse than under the {base} beyond its interval.</p>"
+               if champion else f"<p>No {base} yet: the {new} groups are shown alone.</p>")
     return (f"<h2>Fairness by group</h2>{verdict}<table><tr><th>metric</th><th>group</th>"
-            f"<th>champion [95% interval]</th><th>candidate [95% interval]</th><th>change</th><th></th></tr>"
+            f"<th>{base} [interval]</th><th>{new} [interval]</th><th>change</th><th></th></tr>"
             f"{''.join(lines)}</table>")
 
 

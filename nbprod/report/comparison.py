@@ -261,8 +261,12 @@ def comparison_html(comparison: Comparison) -> str:
         commit = f" <code>{escape(side.commit[:12])}</code>" if side.commit else ""
         return f"<li><strong>{escape(side.label)}</strong>: {escape(side.kind)}{commit}</li>"
 
+    from ..fairness.compare import comparison_html as fairness_html
+
+    # Group by group, when both runs recorded nbprod.fairness metrics ('' otherwise).
+    fairness = fairness_html(comparison.b.metrics, comparison.a.metrics, (comparison.a.label, comparison.b.label))
     body = (f"<h1>Compare {a} → {b}</h1><ul>{who(comparison.a)}{who(comparison.b)}</ul>"
-            f"<h2>Metrics</h2>{metrics}<h2>Params that differ</h2>{params_html}"
+            f"<h2>Metrics</h2>{metrics}{fairness}<h2>Params that differ</h2>{params_html}"
             f"<h2>Stage durations</h2>{durations}")
     return page(f"nbprod compare {a} → {b}", body)
 
