@@ -25,7 +25,9 @@ from .handlers import NbprodHandler, Refused
 
 _CANDIDATE = re.compile(r"^c[0-9]{1,9}$")
 _VERSION = re.compile(r"^v?[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,6}$")
-_SET = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*\.[A-Za-z_][A-Za-z0-9_.-]*=[^\n\r\0]{0,200}$")
+# SECTION.KEY=VALUE with a plain scalar value (number, word, path-like): what a form field needs, and
+# nothing a shell or YAML would read as more than one value.
+_SET = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*\.[A-Za-z_][A-Za-z0-9_.-]*=[A-Za-z0-9_.+:/-]{1,100}$")
 MAX_TEXT = 2000
 MAX_NAME = 100
 
@@ -98,7 +100,7 @@ class ModelsHandler(NbprodHandler):
     async def candidate_id(project, value: object) -> str:
         from nbprod.lifecycle.candidates import candidate_ids
 
-        if not isinstance(value, str) or not _CANDIDATE.match(value):
+        if not isinstance(value, str) or not _CANDIDATE.fullmatch(value):
             raise Refused(400, f"{value!r} is not a candidate id (c1, c2, ...)")
         if value not in await asyncio.to_thread(candidate_ids, project.root):
             raise Refused(404, f"no candidate {value!r} in this project")
@@ -109,7 +111,7 @@ class ModelsHandler(NbprodHandler):
         from nbprod.lifecycle.config import load_config
         from nbprod.lifecycle.registry import versions
 
-        if not isinstance(value, str) or not _VERSION.match(value):
+        if not isinstance(value, str) or not _VERSION.fullmatch(value):
             raise Refused(400, f"{value!r} is not a version (vX.Y.Z)")
         wanted = value if value.startswith("v") else "v" + value
         model = (await asyncio.to_thread(load_config, project)).model_name
@@ -147,8 +149,9 @@ class RetrainHandler(ModelsHandler):
             note = text_field(data, "note", "why this candidate is trained", required=False) or ""
             overrides = data.get("set", [])
             if not isinstance(overrides, list) or len(overrides) > 20 or \
-                    not all(isinstance(o, str) and _SET.match(o) for o in overrides):
-                raise Refused(400, "set must be a list of SECTION.KEY=VALUE strings")
+                    not all(isinstance(o, str) and _SET.fullmatch(o) for o in overrides):
+                raise Refused(400, "set must be a list of at most 20 SECTION.KEY=VALUE, each value a number "
+                                   "or a word (letters, digits, . _ + - : /)")
             await asyncio.to_thread(parse_overrides, project.root, overrides)  # the CLI's check, before starting
             root = project.root.resolve()
             if self.runs.active(root) is not None:
