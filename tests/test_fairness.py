@@ -149,6 +149,15 @@ def test_non_binary_labels_are_fine_for_accuracy_alone():
     assert "fairness.dp_ratio" not in result.recorded
 
 
+def test_string_labels_need_their_positive_class():
+    labels = ["yes", "no"] * 40
+    with pytest.raises(NbprodError) as caught:
+        fairness(labels, labels, sensitive_features=["A", "B"] * 40, n_boot=0)
+    assert "pos_label=1 is not one of the labels ('no', 'yes')" in one_line(caught.value)
+    result = fairness(labels, labels, sensitive_features=["A", "A", "B", "B"] * 20, n_boot=0, pos_label="yes")
+    assert result.recorded["fairness.recall.A"] == 1.0 and result.recorded["fairness.selection_rate.B"] == 0.5
+
+
 def test_only_one_judged_group_cannot_be_compared():
     with pytest.raises(NbprodError) as caught:
         fairness([0, 1] * 30, [1, 1] * 30, sensitive_features=["A"] * 50 + ["B"] * 10, n_boot=0)

@@ -124,7 +124,8 @@ def check_input(y_true, y_pred, sensitive_features, y_score, metrics, pos_label)
             shown = ", ".join(repr(v) for v in labels[:5]) + (", ..." if len(labels) > 5 else "")
             raise _error(f"{binary_metric} needs binary labels, but y_true and y_pred hold {len(labels)} "
                          f"labels ({shown})",
-                         "pass y == positive_class for both, or ask only metrics=('accuracy',)")
+                         "pass decisions (y == positive_class) for both and scores as y_score=, "
+                         "or ask only metrics=('accuracy',)")
         if pos_label not in labels and not set(labels) <= {0, 1}:
             raise _error(f"pos_label={pos_label!r} is not one of the labels ({', '.join(map(repr, labels))})",
                          "pass pos_label= the positive class")
