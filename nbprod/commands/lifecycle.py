@@ -193,7 +193,7 @@ def _history_line(event) -> str:
         if r.get("fairness"):
             from ..fairness.compare import fairness_line
 
-            text += f"; {fairness_line(r['fairness'])}"
+            text += f" [{fairness_line(r['fairness'])}]"
     elif event.action == "rollback":
         text = f"prod <- {event.version} rolled back{by} from {r.get('from')}"
         if r.get("kept"):
