@@ -61,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after a failure, still run the stages that do not depend on the failed one")
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="run up to N independent stages at a time (default 1)")
-    p.add_argument("--executor", default="local", choices=("local", "dask"),
-                   help="where stages run: local processes (default) or a Dask cluster")
+    p.add_argument("--executor", choices=("local", "dask"),
+                   help="where stages run: local processes or a Dask cluster "
+                        "(default: [tool.nbprod] executor, else local)")
     p.add_argument("--lock-timeout", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for another run of this project to finish (default: refuse at once)")
     p.add_argument("--scheduler", metavar="ADDRESS",

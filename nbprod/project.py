@@ -30,6 +30,7 @@ class Project:
     kernel_pool: bool = True                # fork stage kernels from a warm process (nbprod.execution.kernelpool)
     preload: bool | list[str] = True        # what that process imports first: the stages' imports, none, + these
     dask: dict = field(default_factory=dict)  # [tool.nbprod.dask]: scheduler = "tcp://HOST:PORT"
+    executor: str = "local"                 # where `nbprod run` (CLI, Lab, widgets) runs stages by default
 
     def rel(self, path: Path) -> str:
         return path.resolve().relative_to(self.root).as_posix()
@@ -114,5 +115,10 @@ def load_project(root: Path) -> Project:
     if not isinstance(dask, dict) or not isinstance(dask.get("scheduler", ""), str):
         raise NbprodError("[tool.nbprod.dask] scheduler must be an address string", "pyproject.toml",
                           fix='write [tool.nbprod.dask] scheduler = "tcp://HOST:8786"')
+    executor = config.get("executor", "local")
+    if executor not in ("local", "dask"):
+        raise NbprodError(f"[tool.nbprod] executor {executor!r} is not known", "pyproject.toml",
+                          fix='write executor = "local" or executor = "dask"')
     return Project(root=root, notebook_paths=notebooks, kernel=kernel, gates=gates, kernel_pool=kernel_pool, dask=dask,
+                   executor=executor,
                    preload=preload)

@@ -196,10 +196,13 @@ def test_worker_killed_mid_stage_is_retried_elsewhere_and_recorded(cluster, tmp_
 
 
 def test_cancel_ends_the_remote_stage(cluster, tmp_path):
+    """Configured in pyproject.toml, a plain `nbprod run` (as the Lab panel starts it) goes to the cluster;
+    the panel's cancel (SIGINT to the run's process group) ends the stage on its worker."""
     cells = [(["stage:sleepy"], "import time\ntime.sleep(120)")]
     root = _project(tmp_path / "p", cells)
-    run_process = subprocess.Popen([str(BIN / "nbprod"), "run", "--no-report", "--executor", "dask",
-                                    "--scheduler", cluster.address], cwd=root, stdout=subprocess.PIPE,
+    with open(root / "pyproject.toml", "a", encoding="utf-8") as handle:
+        handle.write(f'executor = "dask"\n\n[tool.nbprod.dask]\nscheduler = "{cluster.address}"\n')
+    run_process = subprocess.Popen([str(BIN / "nbprod"), "run", "--no-report"], cwd=root, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
     started = False
@@ -208,7 +211,8 @@ def test_cancel_ends_the_remote_stage(cluster, tmp_path):
         started = bool(events) and '"cell"' in events[0].read_text()
         time.sleep(0.2)
     assert started
-    os.kill(run_process.pid, signal.SIGINT)  # Ctrl-C
+    assert "running on Dask worker" in next((root / ".nbprod" / "runs").glob("*/stages/sleepy.log")).read_text()
+    os.killpg(run_process.pid, signal.SIGINT)  # what the panel's cancel and a terminal's Ctrl-C send
     run_process.communicate(timeout=60)
     assert run_process.returncode != 0
     # No stage process or kernel of this project is left on the workers.

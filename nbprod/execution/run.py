@@ -87,7 +87,7 @@ class RunLock:
 
 def run_pipeline(project: Project, targets: list[str] | None = None, *, from_stage: str | None = None,
                  force: bool = False, events_path: Path | None = None, on_event=None, jobs: int = 1,
-                 executor: str = "local", dvc_repro: bool = False, scheduler: str | None = None,
+                 executor: str | None = None, dvc_repro: bool = False, scheduler: str | None = None,
                  lock_timeout: float = 0.0, keep_going: bool = False) -> RunResult:
     """Compile, then reproduce the requested stages (all by default) as ``dvc repro`` would.
 
@@ -104,6 +104,7 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
     if dvc_repro and jobs > 1:
         raise NbprodError("dvc repro runs stages one at a time, so --dvc-repro and -j N cannot be combined",
                           "nbprod run", fix="drop --dvc-repro to run stages in parallel")
+    executor = executor or project.executor
     backend = None
     if not dvc_repro:
         from .executors import make_executor
