@@ -159,9 +159,9 @@ def month(tmp_path_factory, ran_project):
                 (root / "NOTES.md").write_text("retrained on October data\n")
                 run("git", "add", "NOTES.md", cwd=root)
                 run("git", "commit", "-qm", "v1.1", cwd=root)
-                commit = run("git", "rev-parse", "HEAD", cwd=root).stdout.strip()
+                second = run("git", "rev-parse", "HEAD", cwd=root).stdout.strip()
                 tag_at(monkeypatch, when - timedelta(hours=1), lambda: registry.assign(
-                    root, "model", registry.register(root, "model", commit, {"by": "sim"}),
+                    root, "model", registry.register(root, "model", second, {"by": "sim"}),  # noqa: B023 - called at once
                     {"by": "sim", "action": "approve"}))
             if day == 26:
                 tag_at(monkeypatch, when - timedelta(hours=1), lambda: registry.assign(

@@ -53,7 +53,8 @@ def cmd_records(args: argparse.Namespace) -> int:
             print("No records yet: run 'nbprod run --record'.")
         for record in found:
             alerts = record.alerts
-            verdict = "not monitored" if alerts is None else f"{alerts['alerts']} alert(s)" if alerts["alerts"] else "ok"
+            verdict = ("not monitored" if alerts is None
+                       else f"{alerts['alerts']} alert(s)" if alerts["alerts"] else "ok")
             version = record.production["version"] if record.production else "-"
             print(f"{record.name}  run {'ok' if record.data.get('ok') else 'FAILED'}  model {version}  {verdict}")
         return 0

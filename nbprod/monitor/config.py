@@ -95,7 +95,8 @@ def _notify(table) -> NotifySettings:
                           fix='write on = "alert" (only when a rule alerts) or on = "always"')
     sender = table.get("from", "")
     if not isinstance(sender, str):
-        raise NbprodError("[tool.nbprod.notify] from must be an email address", WHERE, fix='write from = "nbprod@example.com"')
+        raise NbprodError("[tool.nbprod.notify] from must be an email address", WHERE,
+                          fix='write from = "nbprod@example.com"')
     security = "ssl" if table.get("ssl") else "starttls" if table.get("starttls") else "none"
     timeout = table.get("timeout", 20.0)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:

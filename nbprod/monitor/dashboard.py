@@ -39,7 +39,8 @@ th{background:#f8f9fa} td.num{text-align:right;font-variant-numeric:tabular-nums
 .charts{display:flex;flex-wrap:wrap;gap:18px} .chart{background:#fff} figure.chartbox{margin:0}
 .legend{font-size:12px;margin:2px 0 0 60px;max-width:500px} .legend span{margin-right:12px;white-space:nowrap}
 .legend i{display:inline-block;width:12px;height:3px;margin:0 4px 3px 0;vertical-align:middle}
-.key{font-size:13px;margin:4px 0 10px} .key b{display:inline-block;width:14px;height:3px;vertical-align:middle;margin:0 4px}
+.key{font-size:13px;margin:4px 0 10px}
+.key b{display:inline-block;width:14px;height:3px;vertical-align:middle;margin:0 4px}
 a{color:#1a73e8}
 """
 

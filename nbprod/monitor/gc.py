@@ -3,10 +3,11 @@ logs, stale debug notebooks and candidate worktrees, DVC cache objects nothing k
 removes it only with ``apply=True``.
 
 What is never removed: a record in the lineage of a model version that was ever in production (its
-model's md5 or its commit is that version's), the newest record, and any cache object used by a git
-commit, tag, kept record or the workspace. The cache part is ``dvc gc`` itself, scoped with
-``--workspace --all-branches --all-tags --all-commits`` plus a throw-away DVC project (``--projects``)
-whose ``.dvc`` files name the outputs and inputs of every kept record.
+model's md5 or its commit is that version's), the newest record, any cache object used by a git
+commit, tag, kept record or the workspace, and every output (metrics too) of a registered version.
+The cache part is ``dvc gc`` itself, scoped with ``--workspace --all-branches --all-tags
+--all-commits`` plus a throw-away DVC project (``--projects``) whose ``.dvc`` files name the outputs
+and inputs of every kept record and registered version.
 """
 
 from __future__ import annotations
@@ -200,15 +201,33 @@ def _keep_project(root: Path, keep: Path, kept: list[Record]) -> None:
     dvc = str(Path(sys.executable).parent / "dvc")
     subprocess.run([dvc, "init", "-q", "--no-scm"], cwd=keep, check=True, capture_output=True)
     subprocess.run([dvc, "config", "cache.dir", str(cache_dir(root))], cwd=keep, check=True, capture_output=True)
-    count = 0
+    wanted: set[str] = set()
     for record in kept:
         for stage in (record.data.get("lock") or {}).values():
-            for md5 in {*stage.get("deps", {}).values(), *stage.get("outs", {}).values()}:
-                if not md5:
-                    continue
-                count += 1
-                (keep / f"k{count}.dvc").write_text(
-                    yaml.safe_dump({"outs": [{"md5": md5, "path": f"k{count}", "hash": "md5"}]}), encoding="utf-8")
+            wanted |= {*stage.get("deps", {}).values(), *stage.get("outs", {}).values()}
+    wanted |= _version_objects(root)
+    for count, md5 in enumerate(sorted(m for m in wanted if m)):
+        (keep / f"k{count}.dvc").write_text(
+            yaml.safe_dump({"outs": [{"md5": md5, "path": f"k{count}", "hash": "md5"}]}), encoding="utf-8")
+
+
+def _version_objects(root: Path) -> set[str]:
+    """Every dep and out md5 in the dvc.lock of every registered model version. `dvc gc` skips outputs
+    with ``cache: false`` (metrics), but the run cache stored them and rollback restores a version's
+    outputs from the cache and checks each one, so a version needs all of them."""
+    from ..lifecycle import gitrepo, registry
+    from ..lifecycle.dvccache import parse_lock
+
+    name, _ = model_settings(root)
+    try:
+        versions = registry.versions(root, name)
+    except Exception:  # noqa: BLE001 - no git or no tags: no versions
+        return set()
+    found: set[str] = set()
+    for version in versions:
+        for stage in parse_lock(gitrepo.show_file(root, version.commit, "dvc.lock")).values():
+            found |= {*stage.deps.values(), *stage.outs.values()}
+    return found
 
 
 def apply(project: Project, planned: Plan) -> list[Item]:
@@ -225,7 +244,8 @@ def apply(project: Project, planned: Plan) -> list[Item]:
         elif item.kind == "log":
             (root / item.path).unlink(missing_ok=True)
         elif item.kind == "worktree":
-            subprocess.run(["git", "worktree", "remove", "--force", item.path], cwd=root, capture_output=True, check=False)
+            subprocess.run(["git", "worktree", "remove", "--force", item.path], cwd=root, capture_output=True,
+                           check=False)
             shutil.rmtree(item.path, ignore_errors=True)
             subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True, check=False)
         else:

@@ -327,7 +327,8 @@ def _environment_summary(root: Path) -> dict:
         env = json.loads(captured) if captured else {}
     except ValueError:
         env = {}
-    return {"python": env.get("python", platform.python_version()), "platform": env.get("platform", platform.platform()),
+    return {"python": env.get("python", platform.python_version()),
+            "platform": env.get("platform", platform.platform()),
             "packages_sha256": env.get("packages_sha256")}
 
 
