@@ -78,14 +78,28 @@ def test_prediction_log_rotates_by_size_and_keeps_n_files(tmp_path):
     log = PredictionLog(tmp_path / "log", max_bytes=2_000, keep=2, queue_size=10_000, inputs="hash")
     log.start()
     for n in range(200):
-        log.submit({"request_id": str(n), "predictions": [n % 2]}, {"x": [float(n)] * 5})
+        log.submit({"request_id": str(n), "predictions": [n % 2]}, {"records": [{"x": float(n)}] * 5}, ("x",))
     log.close()
     files = log_files(tmp_path / "log")
     assert [p.name.split(".jsonl")[1] for p in files] == [".2", ".1", ""]
     assert all(p.stat().st_size < 2_000 + 400 for p in files)
     ids = [int(e["request_id"]) for e in read_log(tmp_path / "log")]
     assert ids == sorted(ids) and ids[-1] == 199  # oldest kept first, newest last, none reordered
-    assert all(len(e["inputs_sha256"]) == 64 and "inputs" not in e for e in read_log(tmp_path / "log"))
+    entries = list(read_log(tmp_path / "log"))
+    assert all(len(e["inputs_sha256"]) == 64 and "inputs" not in e for e in entries)
+    assert len({e["inputs_sha256"] for e in entries}) == len(entries)  # one per distinct input
+
+
+def test_prediction_log_writes_inputs_column_by_column(tmp_path):
+    log = PredictionLog(tmp_path / "log", max_bytes=10**6, keep=1, queue_size=10, inputs="values")
+    log.start()
+    log.submit({"request_id": "a", "time": 0.0}, {"records": [{"x": 1, "y": 2, "z": 0}, {"x": 3, "y": 4, "z": 0}]},
+               ("x", "y"))
+    log.submit({"request_id": "b"}, {"columns": {"x": [5], "y": [6]}}, ("x", "y"))
+    log.close()
+    first, second = read_log(tmp_path / "log")
+    assert first["inputs"] == {"x": [1, 3], "y": [2, 4]} and second["inputs"] == {"x": [5], "y": [6]}
+    assert first["time"] == "1970-01-01T00:00:00.000+00:00"
 
 
 def test_prediction_log_drops_and_counts_when_full(tmp_path):

@@ -14,7 +14,6 @@ import re
 import time
 import uuid
 from contextlib import asynccontextmanager
-from datetime import datetime, UTC
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -167,11 +166,13 @@ def create_app(settings: ServeSettings, prod: LoadedModel | None = None, challen
         latency = time.perf_counter() - start
         _observe(metrics, variant, answer, latency)
         answer.update(version=model.version, variant=variant, request_id=request_id)
-        task = None
-        if state.log is not None or router.shadow:
-            task = BackgroundTask(_after, state, variant, model.version, request_id, body, frame, answer, latency)
+        if state.log is not None:  # a queue put: the log's thread formats and writes the line
+            state.log.submit(_entry(state, variant, model.version, request_id, answer, latency, False),
+                             body, model.contract.names)
         response = _json(200, answer, model.version, {"X-Request-Id": request_id})
-        response.background = task
+        if router.shadow and state.challenger is not None:
+            # Scored after the answer is sent (in Starlette's thread pool), never delaying it.
+            response.background = BackgroundTask(_shadow, state, request_id, body, answer)
         return response
 
     return _Guard(app, os.environ.get(TOKEN_ENV) or None, lambda: state.prod.model.version)
@@ -208,41 +209,30 @@ def _observe(metrics: ServeMetrics, variant: str, answer: dict, latency: float) 
             metrics.scores.labels(variant).observe(row[-1])
 
 
-def _after(state: ServeState, variant: str, version: str, request_id: str, body, frame, answer: dict,
-           latency: float) -> None:
-    """After the response is sent: the prediction log entry, and the shadow's scoring."""
-    columns = _columns(body, frame)
+def _shadow(state: ServeState, request_id: str, body, answer: dict) -> None:
+    """The shadow's scoring of a request already answered by production: metrics and the log only."""
+    shadow = state.challenger
+    start = time.perf_counter()
+    try:
+        shadow_answer = shadow.predict(shadow.contract.frame(body))
+    except ContractError:
+        state.metrics.errors.labels("shadow_contract").inc()
+        return
+    except Exception:
+        state.metrics.errors.labels("shadow_model").inc()
+        return
+    took = time.perf_counter() - start
+    _observe(state.metrics, CHALLENGER, shadow_answer, took)
+    state.metrics.shadow_disagree.inc(sum(a != b for a, b in zip(answer["predictions"],
+                                                                  shadow_answer["predictions"])))
     if state.log is not None:
-        state.log.submit(_entry(state, variant, version, request_id, answer, latency, False), columns)
-    if state.router.shadow and state.challenger is not None:
-        shadow = state.challenger
-        start = time.perf_counter()
-        try:
-            shadow_answer = shadow.predict(shadow.contract.frame(body))
-        except ContractError:
-            state.metrics.errors.labels("shadow_contract").inc()
-            return
-        except Exception:
-            state.metrics.errors.labels("shadow_model").inc()
-            return
-        took = time.perf_counter() - start
-        _observe(state.metrics, CHALLENGER, shadow_answer, took)
-        state.metrics.shadow_disagree.inc(sum(a != b for a, b in zip(answer["predictions"],
-                                                                      shadow_answer["predictions"])))
-        if state.log is not None:
-            state.log.submit(_entry(state, CHALLENGER, shadow.version, request_id, shadow_answer, took, True),
-                             columns)
-
-
-def _columns(body, frame) -> dict:
-    if isinstance(body, dict) and isinstance(body.get("columns"), dict):
-        return {k: body["columns"][k] for k in frame.columns}
-    return {k: [r[k] for r in body["records"]] for k in frame.columns}
+        state.log.submit(_entry(state, CHALLENGER, shadow.version, request_id, shadow_answer, took, True),
+                         body, shadow.contract.names)
 
 
 def _entry(state: ServeState, variant: str, version: str, request_id: str, answer: dict, latency: float,
            shadow: bool) -> dict:
-    entry = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "request_id": request_id,
+    entry = {"time": time.time(), "request_id": request_id,
              "variant": variant, "shadow": shadow, "model": state.settings.model, "version": version,
              "worker": os.getpid(), "rows": len(answer["predictions"]), "latency_ms": round(latency * 1000, 3),
              "predictions": answer["predictions"]}

@@ -91,6 +91,10 @@ class Contract:
         self._by_name = {f.name: f for f in self.fields}
         self._all_float = all(f.dtype == "float64" for f in self.fields)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
     def describe(self) -> dict:
         return {"source": self.source, "schema_sha256": self.schema_sha256, "max_batch": self.max_batch,
                 "fields": [f.describe() for f in self.fields]}
@@ -238,7 +242,8 @@ def from_schema(features: list[str], schema, training, max_batch: int, source: s
             dtype = _build_dtype(train_dtype) if train_dtype is not None else _build_dtype(column.dtype)
             fields.append(Field(name, kind, bool(column.nullable), dtype))
         elif train_dtype is not None:
-            fields.append(Field(name, kind_of(train_dtype), bool(training[name].isna().any()), _build_dtype(train_dtype)))
+            fields.append(Field(name, kind_of(train_dtype), bool(training[name].isna().any()),
+                                _build_dtype(train_dtype)))
         else:
             fields.append(Field(name, "number"))
     kept = [n for n in declared if n in features]

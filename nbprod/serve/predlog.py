@@ -1,7 +1,8 @@
 """The prediction log: one JSON line per answered request, written by a background thread so that
 logging never blocks a request. The queue is bounded; when it is full the entry is dropped and
 counted. Each worker process writes its own file (``predictions-<pid>.jsonl``), rotated by size
-into ``predictions-<pid>.jsonl.1`` .. ``.N`` (N = log_keep rotated files, ``.N`` oldest), so no two processes share a file.
+into ``predictions-<pid>.jsonl.1`` .. ``.N`` (N = log_keep rotated files, ``.N`` oldest), so no two
+processes share a file.
 
 Line format (documented in the README, read by drift monitoring)::
 
@@ -18,6 +19,7 @@ import json
 import os
 import queue
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from collections.abc import Callable
 
@@ -43,13 +45,11 @@ class PredictionLog:
             ignore.write_text("*\n", encoding="utf-8")
         self._thread.start()
 
-    def submit(self, entry: dict, columns: dict | None) -> None:
-        """Queue an entry; never blocks. ``columns`` are the validated inputs, encoded per setting."""
-        if self.inputs == "values":
-            entry["inputs"] = columns
-        elif self.inputs == "hash" and columns is not None:
-            entry["inputs"] = columns  # hashed on the writer thread, off the request path
-            entry["_hash"] = True
+    def submit(self, entry: dict, body=None, names: tuple[str, ...] = ()) -> None:
+        """Queue an entry; never blocks. ``body`` is the validated request (records or columns) whose
+        ``names`` fields are logged per ``inputs``, on the writer thread, off the request path."""
+        if self.inputs != "none" and body is not None:
+            entry["_body"], entry["_names"] = body, names
         try:
             self._queue.put_nowait(entry)
         except queue.Full:
@@ -71,7 +71,7 @@ class PredictionLog:
             while True:
                 entry = self._queue.get()
                 while entry is not _STOP:
-                    line = _line(entry)  # ASCII (json escapes the rest): characters == bytes
+                    line = _line(entry, self.inputs)  # ASCII (json escapes the rest): characters == bytes
                     handle.write(line)
                     size += len(line)
                     if size >= self.max_bytes:
@@ -98,11 +98,24 @@ class PredictionLog:
         self.path.rename(self.path.with_name(f"{self.path.name}.1"))
 
 
-def _line(entry: dict) -> str:
-    if entry.pop("_hash", False):
-        inputs = entry.pop("inputs")
-        entry["inputs_sha256"] = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+def _line(entry: dict, inputs: str) -> str:
+    if isinstance(entry.get("time"), float):
+        entry["time"] = datetime.fromtimestamp(entry["time"], UTC).isoformat(timespec="milliseconds")
+    body, names = entry.pop("_body", None), entry.pop("_names", ())
+    if body is not None:
+        columns = _columns(body, names)
+        if inputs == "hash":
+            entry["inputs_sha256"] = hashlib.sha256(json.dumps(columns, sort_keys=True).encode()).hexdigest()
+        else:
+            entry["inputs"] = columns
     return json.dumps(entry, separators=(",", ":"), allow_nan=True) + "\n"
+
+
+def _columns(body: dict, names: tuple[str, ...]) -> dict[str, list]:
+    """The request's inputs column by column (the shape of a training table), whichever way it came."""
+    if isinstance(body.get("columns"), dict):
+        return {k: body["columns"][k] for k in names}
+    return {k: [r[k] for r in body["records"]] for k in names}
 
 
 def log_files(folder: Path) -> list[Path]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -77,13 +76,9 @@ def load_settings(root: Path, model: str, **options) -> ServeSettings:
 
 
 def _read_table(root: Path) -> dict:
-    path = root / "pyproject.toml"
-    if not path.is_file():
-        return {}
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("nbprod", {}).get("serve", {})
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise NbprodError(f"is not valid TOML ({exc})", "pyproject.toml", fix="correct the syntax") from None
+    from ..project import read_config
+
+    table = read_config(root).get("serve", {})
     if not isinstance(table, dict):
         raise NbprodError("[tool.nbprod] serve must be a table", "pyproject.toml", fix="write [tool.nbprod.serve]")
     return table
