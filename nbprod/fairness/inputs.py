@@ -37,7 +37,8 @@ def _array(name: str, values) -> np.ndarray:
         array = array[:, 0]
     if array.ndim != 1:
         raise _error(f"{name} must be one value per row, not an array of shape {array.shape}",
-                     f"pass a 1-D array, list or pandas Series as {name}")
+                     f"pass a 1-D array, list or pandas Series as {name} "
+                     "(several sensitive features: a DataFrame or a dict of columns)")
     return array
 
 
