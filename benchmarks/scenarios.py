@@ -249,3 +249,8 @@ SCENARIOS.update({"validate": validate_rows, "drift": drift_columns})
 from .dask import dask_overhead, dask_parallel  # noqa: E402
 
 SCENARIOS.update({"dask-parallel": dask_parallel, "dask-overhead": dask_overhead})
+
+# Monitoring (issue 15): nbprod monitor over 500 run records.
+from .monitor import dashboard_records  # noqa: E402
+
+SCENARIOS.update({"dashboard": dashboard_records})
