@@ -124,7 +124,7 @@ def _alerts_section(records: list[Record], verdicts: list[Verdict]) -> str:
     for record, verdict in reversed(list(zip(records, verdicts))):
         for alert in verdict.alerts:
             rows.append((record, alert))
-        if len(rows) >= 20:
+        if len(rows) >= 12:  # the newest first; older ones are in the records table below
             break
     if not rows:
         return '<h2>Latest alerts</h2><p class="state-ok" id="alerts">No alerts: every rule holds.</p>'
