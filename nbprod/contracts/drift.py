@@ -9,7 +9,6 @@ pyproject.toml sets tests and thresholds, per column too.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,14 +91,11 @@ def _rule(data: Any, source: str) -> ColumnRule:
 
 def load_drift_config(root: Path | None) -> DriftConfig:
     """``[tool.nbprod.drift]`` from ``root/pyproject.toml``; the defaults when there is none."""
-    pyproject = root / "pyproject.toml" if root else None
-    if pyproject is None or not pyproject.is_file():
+    if root is None:
         return DriftConfig()
-    try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise NbprodError(f"is not valid TOML ({exc})", pyproject, fix="correct the syntax of pyproject.toml") from None
-    return DriftConfig.from_mapping(data.get("tool", {}).get("nbprod", {}).get("drift", {}))
+    from ..project import read_config
+
+    return DriftConfig.from_mapping(read_config(root).get("drift", {}))
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
 
 from ..errors import NbprodError
 from ..rules import Rule, parse_rules
@@ -50,13 +49,9 @@ class MonitorSettings:
 
 
 def load_settings(root: Path) -> MonitorSettings:
-    path = root / WHERE
-    raw: dict = {}
-    if path.is_file():
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("nbprod", {})
-        except tomllib.TOMLDecodeError as exc:
-            raise NbprodError(f"is not valid TOML ({exc})", WHERE, fix="correct the syntax") from None
+    from ..project import read_config
+
+    raw = read_config(root)
     rules = parse_rules(raw.get("monitor", {}), "monitor")
     for rule in rules:
         if rule.metric.startswith("duration.") and not rule.metric[len("duration."):]:

@@ -22,7 +22,6 @@ from datetime import datetime, UTC
 from functools import cached_property
 from pathlib import Path
 
-import tomllib
 import yaml
 
 from ..errors import NbprodError
@@ -335,11 +334,14 @@ def _environment_summary(root: Path) -> dict:
 def model_settings(root: Path) -> tuple[str, str | None]:
     """The registry name and the model's path from [tool.nbprod] (path None when it cannot be told)."""
     name, path = "model", None
+    from ..errors import NbprodError
+    from ..project import read_config
+
     try:
-        raw = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get("tool", {}).get("nbprod", {})
+        raw = read_config(root)
         name = raw.get("model_name", name) if isinstance(raw.get("model_name", name), str) else name
-    except (OSError, tomllib.TOMLDecodeError):
-        pass
+    except NbprodError:
+        pass  # an invalid pyproject.toml: the record keeps the default name
     try:
         from ..lifecycle.config import load_config
         from ..project import load_project
