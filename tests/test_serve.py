@@ -297,3 +297,21 @@ def test_pinned_version_is_served_and_not_swapped(served_copy):
         assert httpx.get(f"{s.base}/readyz", timeout=10).headers["x-model-version"] == "v1.0.0"
         info = httpx.get(f"{s.base}/model", timeout=10).json()
         assert info["version"] == "v1.0.0" and info["approval"]["by"] == "alice"
+
+
+# --- bundles ---------------------------------------------------------------------------------------
+
+def test_unpacked_bundle_serves_in_a_fresh_directory(served, server, tmp_path):
+    nbprod("package", "v1.1.0", "-o", str(tmp_path / "model.zip"), cwd=served)
+    nbprod("unpack", str(tmp_path / "model.zip"), str(tmp_path / "fresh"), cwd=tmp_path)
+    fresh = tmp_path / "fresh"
+    assert not run("git", "tag", cwd=fresh).stdout.strip()  # no registry there: the bundle is the version
+    rows = holdout_records(served, 10)
+    with Serve(fresh) as s:
+        info = httpx.get(f"{s.base}/model", timeout=10).json()
+        answer = httpx.post(f"{s.base}/predict", json={"records": rows}, timeout=10)
+    assert info["version"] == "v1.1.0" and info["tag"].startswith("bundle of model@v1.1.0")
+    assert info["model"]["md5"] == httpx.get(f"{server.base}/model", timeout=10).json()["model"]["md5"]
+    assert answer.headers["x-model-version"] == "v1.1.0"
+    original = httpx.post(f"{server.base}/predict", json={"records": rows}, timeout=10).json()
+    assert answer.json()["probabilities"] == original["probabilities"]

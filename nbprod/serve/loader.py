@@ -21,6 +21,7 @@ from ..lifecycle import gitrepo, registry
 from ..lifecycle.dvccache import cache_dir, object_path, parse_lock
 
 SCHEMAS_DIR = "schemas"
+BUNDLE_SUBJECT = "Unpacked nbprod bundle of "   # the first commit nbprod unpack writes
 PULL_FIX = "run 'dvc pull' (or 'dvc fetch') so the cache holds this version, then start again"
 
 
@@ -74,26 +75,53 @@ def resolve(root: Path, model: str, version_text: str | None = None) -> ModelVer
         history = registry.assignments(root, model)
         version = registry.current(root, model)
         if version is None:
+            bundle = _unpacked_bundle(root, model)
+            if bundle is not None:
+                return bundle
             raise NbprodError(f"nothing is in production for model {model!r}", "git tags",
                               fix="approve a candidate (nbprod approve ID --by NAME) or serve one with --version")
         assignment = history[-1].record
-    lock_text = gitrepo.show_file(root, version.commit, "dvc.lock")
-    lock = parse_lock(lock_text, f"dvc.lock of {version.tag}")
-    model_path = version.record.get("model_path") or assignment.get("model_path") or _config_model_path(root)
+    return _at_commit(root, model, version.version, version.commit, version.tag, version.record, assignment)
+
+
+def _at_commit(root: Path, model: str, version: str, commit: str, tag: str, record: dict,
+               assignment: dict) -> ModelVersion:
+    lock = parse_lock(gitrepo.show_file(root, commit, "dvc.lock"), f"dvc.lock of {tag}")
+    model_path = record.get("model_path") or assignment.get("model_path") or _config_model_path(root)
     producer = next((s for s in lock.values() if model_path in s.outs), None)
     if producer is None:
-        raise NbprodError(f"{version.tag}'s dvc.lock has no output {model_path}", f"dvc.lock of {version.tag}",
+        raise NbprodError(f"{tag}'s dvc.lock has no output {model_path}", f"dvc.lock of {tag}",
                           fix="set [tool.nbprod] model to the model's output, or serve another version")
     locked = producer.outs[model_path]
-    recorded = version.record.get("model_md5")
+    recorded = record.get("model_md5")
     if recorded and recorded != locked:
-        raise NbprodError(f"{version.tag} records model hash {recorded} but its dvc.lock says {locked}",
-                          f"git tag {version.tag}", fix="the tag or dvc.lock was altered; serve another version")
+        raise NbprodError(f"{tag} records model hash {recorded} but its dvc.lock says {locked}",
+                          f"git tag {tag}", fix="the tag or dvc.lock was altered; serve another version")
     holdout = [DataRef(p, h) for s in lock.values() if model_path in s.deps
                for p, h in s.deps.items() if p != model_path and not p.startswith(".nbprod/stages/")]
     training = [DataRef(p, h) for p, h in producer.deps.items() if not p.startswith(".nbprod/stages/")]
-    return ModelVersion(model, version.version, version.commit, version.tag, model_path, locked,
-                        training, _unique(holdout), version.record, assignment)
+    return ModelVersion(model, version, commit, tag, model_path, locked, training, _unique(holdout), record,
+                        assignment)
+
+
+def _unpacked_bundle(root: Path, model: str) -> ModelVersion | None:
+    """A project made by ``nbprod unpack`` has no registry tags: serve the bundled version (its
+    first commit, whose dvc.lock names the model in this project's own cache)."""
+    if registry.versions(root, model):
+        return None
+    subject = gitrepo.git(root, "log", "-1", "--format=%s", "HEAD")
+    if not subject.startswith(BUNDLE_SUBJECT):
+        return None
+    source = subject[len(BUNDLE_SUBJECT):]
+    name = source.split()[0]
+    version = name.split("@", 1)[1] if name.startswith(f"{model}@") else "unregistered"
+    from ..lifecycle.config import metrics_files, read_metrics
+
+    commit = gitrepo.git(root, "rev-parse", "HEAD")
+    files = metrics_files(root, (gitrepo.show_file(root, commit, "dvc.yaml") or b"").decode() or None)
+    metrics = read_metrics({f: gitrepo.show_file(root, commit, f) for f in files})
+    record = {"action": "bundle", "note": f"unpacked bundle of {source}", "metrics": metrics}
+    return _at_commit(root, model, version, commit, f"bundle of {source}", record, {})
 
 
 def _unique(refs: list[DataRef]) -> list[DataRef]:
