@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from nbprod.execution.events import EVENTS_ENV, emit
-from nbprod.server.runs import RUNS_DIR
+from nbprod.execution.runfolder import EVENTS_FILE, RunFolder
 
 
 @dataclass
@@ -43,8 +41,7 @@ class Experiment:
 
 def start_experiment(root: Path, changes: dict[str, object]) -> Experiment:
     """Start the experiment with ``changes`` ({"section.key": value}) in a new session."""
-    folder = root / RUNS_DIR / (time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3))
-    folder.mkdir(parents=True)
+    folder = RunFolder.create(root).path
     settings = [f"{key}={json.dumps(value)}" for key, value in changes.items()]  # JSON is YAML, as -S reads it
     with open(folder / "output.log", "wb") as log:
         command = [sys.executable, "-m", "nbprod.widgets.experiment", str(root), str(folder), *settings]
@@ -61,7 +58,7 @@ def main(argv: list[str]) -> int:
 
     root, folder, settings = Path(argv[0]), Path(argv[1]), argv[2:]
     project = load_project(root)
-    events = folder / "events.jsonl"
+    events = folder / EVENTS_FILE
     os.environ[EVENTS_ENV] = str(events)
     # Stage commands are `nbprod exec NAME`: find this interpreter's nbprod even when the kernel's
     # PATH does not hold its bin folder (a kernel started by VS Code or a kernel spec).

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from nbprod.execution.events import read_events
 from nbprod.execution.lifeline import pid_alive
-from nbprod.project import GENERATED_DIR
-from nbprod.server.runs import RUNS_DIR, Run, RunRegistry
+from nbprod.execution.runfolder import EVENTS_FILE
+from nbprod.project import GENERATED_DIR, RUNS_DIR
+from nbprod.server.runs import Run, RunRegistry
 
 LOCK_FILE = f"{GENERATED_DIR}/run.lock"
 
@@ -42,12 +43,12 @@ def lock_holder(root: Path) -> int | None:
 
 
 def latest_events_file(root: Path) -> Path | None:
-    """The events file written last: terminal runs and server runs name their folders differently,
-    so the newest file, not the largest name, is the current run's."""
+    """The events file written last (folders of earlier servers sort apart from today's run ids, and
+    an experiment run writes to its own folder too: the newest file is the current run's)."""
     folder = root / RUNS_DIR
     if not folder.is_dir():
         return None
-    files = [p for p in folder.glob("*/events.jsonl") if p.is_file()]
+    files = [p for p in folder.glob(f"*/{EVENTS_FILE}") if p.is_file()]
     return max(files, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 

@@ -17,6 +17,7 @@ from .status import (
     StageRow,
     StatusError,
     metrics_line,
+    number,
     stage_names,
     stage_rows,
     stage_status,
@@ -222,7 +223,7 @@ class Panel(w.VBox):
 
     def _row(self, name: str) -> w.HBox:
         cells = [w.HTML(f"<b>{html.escape(name)}</b>", layout=w.Layout(width="110px")),
-                 w.HTML(layout=w.Layout(width="260px")), w.HTML(layout=w.Layout(width="300px")),
+                 w.HTML(layout=w.Layout(width="260px")), w.HTML(layout=w.Layout(width="360px", overflow="hidden")),
                  w.HTML(layout=w.Layout(width="150px")),
                  self._button("Run this stage", "play", lambda _: self._start([name])),
                  self._button("Run from here", "forward", lambda _: self._start(from_stage=name))]
@@ -250,7 +251,9 @@ class Panel(w.VBox):
         note = f"<br><small>{html.escape(details[:160])}</small>" if details and state != "up to date" else ""
         state_cell.value = (f'<span class="nbprod-state" data-state="{html.escape(state)}" '
                             f'title="{html.escape(details)}" style="color:{colour}">{html.escape(why)}</span>{note}')
-        metrics_cell.value = f"<small>{_metrics_text(metrics)}</small>"
+        every = html.escape(", ".join(f"{k}={number(v)}" for k, v in sorted(metrics.items())))
+        metrics_cell.value = f'<small title="{every}" style="white-space:nowrap">{_metrics_text(metrics)}</small>'
+
         links = []
         if row.notebook:
             links.append(anchor(self.root / row.notebook, self.here, "notebook"))
@@ -279,4 +282,4 @@ def _walk(widget):
 
 
 def _metrics_text(metrics: dict) -> str:
-    return html.escape(metrics_line(metrics)) if metrics else "no metrics"
+    return html.escape(metrics_line(metrics, shown=3)) if metrics else "no metrics"
