@@ -18,7 +18,7 @@ def panel(path: str | Path | None = None, poll: float = 0.5):
 
     here = Path(path or Path.cwd()).resolve()
     project = find_project(here)
-    if not _in_kernel():
+    if not in_kernel():
         from .status import stage_rows, stage_status, status_table
 
         print(status_table(stage_rows(project.root, stage_status(project.root))))
@@ -32,7 +32,7 @@ def panel(path: str | Path | None = None, poll: float = 0.5):
     return Panel(project.root, folder, poll=poll)
 
 
-def _in_kernel() -> bool:
+def in_kernel() -> bool:
     """Whether this code runs in a Jupyter kernel, the only place a widget can be shown."""
     import sys
 

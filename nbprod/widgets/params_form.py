@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .panel import _in_kernel
+from .panel import in_kernel
 
 
 def params_form(notebook: str | Path | None = None, poll: float = 0.5):
@@ -24,7 +24,7 @@ def params_form(notebook: str | Path | None = None, poll: float = 0.5):
     path = _this_notebook(notebook)
     project = find_project(path)
     form = notebook_params(project, path)
-    if not _in_kernel():
+    if not in_kernel():
         print(params_text(form))
         return None
     from .form_view import ParamsForm
@@ -49,7 +49,7 @@ def _this_notebook(notebook: str | Path | None) -> Path:
         return Path(notebook).resolve()
     if os.environ.get("JPY_SESSION_NAME", "").endswith(".ipynb"):
         return Path(os.environ["JPY_SESSION_NAME"]).resolve()
-    if _in_kernel():
+    if in_kernel():
         from IPython import get_ipython
 
         vscode = get_ipython().user_ns.get("__vsc_ipynb_file__")
