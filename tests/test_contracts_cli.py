@@ -26,6 +26,7 @@ def assert_one_line_error(done, *words):
         assert word in done.stderr, done.stderr
 
 
+@pytest.mark.slow  # seven nbprod processes, each importing pandas and pandera
 def test_infer_show_validate_drift(project):
     data = project / "data"
     data.mkdir()
@@ -62,6 +63,7 @@ def test_infer_show_validate_drift(project):
     assert done.returncode == 1 and json.loads(done.stdout)["dataset_drifted"] is True
 
 
+@pytest.mark.slow  # nine nbprod processes
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(project):
     (project / "data").mkdir()
     breast_cancer().to_csv(project / "data" / "raw.csv", index=False)
