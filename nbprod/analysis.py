@@ -164,6 +164,12 @@ class _Collector(ast.NodeVisitor):
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if any(alias.name == "*" for alias in node.names):
             self.star_import = self.star_import or node.lineno
+        if node.module == "nbprod" and any(alias.name == "validate" for alias in node.names):
+            self.schemas.append((node.lineno, None))  # calls under another name hide their schema
+
+    def visit_Import(self, node: ast.Import) -> None:
+        if any(alias.name == "nbprod" and alias.asname not in (None, "nbprod") for alias in node.names):
+            self.schemas.append((node.lineno, None))  # nb.validate(...) would hide its schema
 
     def visit_Global(self, node: ast.Global) -> None:
         if self._locals:

@@ -261,9 +261,11 @@ def _schema_deps(stage: Stage, cell: Cell, notebook: Path, project: Project) -> 
     rel_nb = project.rel(notebook)
     for line, literal in cell.facts.schemas if cell.facts else ():
         if literal is None:
-            raise NbprodError(f"line {line}: nbprod.validate gets its schema from an expression, so compile "
-                              "cannot tell which schema file the stage depends on", rel_nb, cell.number,
-                              fix='pass the path as a string literal: nbprod.validate(df, "schemas/NAME.yaml")')
+            raise NbprodError(f"line {line}: compile cannot tell which schema file nbprod.validate reads here "
+                              "(the path is an expression, or nbprod or validate is imported under another "
+                              "name), so the stage would not rerun when the schema changes", rel_nb, cell.number,
+                              fix='write import nbprod and nbprod.validate(df, "schemas/NAME.yaml") '
+                                  'with the path as a string literal')
         try:
             path = resolve_schema(literal, notebook.parent, project.root)
         except NbprodError as exc:

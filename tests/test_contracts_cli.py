@@ -106,8 +106,12 @@ def test_compile_makes_a_literal_schema_a_dependency(project):
 
 @pytest.mark.parametrize("call, words", [
     ('name = "schemas/breast_cancer.yaml"\nframe = nbprod.validate(frame, name)',
-     ["line 5", "from an expression", 'nbprod.validate(df, "schemas/NAME.yaml")']),
-    ('frame = nbprod.validate(frame, f"schemas/{seed}.yaml")', ["from an expression"]),
+     ["line 5", "the path is an expression", 'nbprod.validate(df, "schemas/NAME.yaml")']),
+    ('frame = nbprod.validate(frame, f"schemas/{seed}.yaml")', ["the path is an expression"]),
+    ('from nbprod import validate\nframe = validate(frame, "schemas/breast_cancer.yaml")',
+     ["line 4", "imported under another name"]),
+    ('import nbprod as nb\nframe = nb.validate(frame, "schemas/breast_cancer.yaml")',
+     ["line 4", "imported under another name"]),
     ('frame = nbprod.validate(frame, "schemas/missing.yaml")',
      ["line 4", "schema file 'schemas/missing.yaml' not found"]),
 ])
