@@ -7,7 +7,7 @@ STAMP := $(VENV)/.nbprod-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-quick bench browser node clean
+.PHONY: install demo test test-quick bench browser rkernel node clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,13 +35,21 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "make: chromium is missing; install Debian's chromium package" >&2; exit 1; fi; }
 
+# R notebooks run as stages through IRkernel (and write metrics with jsonlite): Debian's packages.
+rkernel:
+	@{ command -v R >/dev/null 2>&1 && R --quiet --no-echo -e 'library(IRkernel); library(jsonlite)' >/dev/null 2>&1 \
+	   && jupyter kernelspec list 2>/dev/null | grep -qw ir; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-cran-irkernel r-cran-jsonlite >/dev/null; \
+	  else echo "make: IRkernel is missing; install Debian's r-cran-irkernel and r-cran-jsonlite" >&2; exit 1; fi; }
+
 demo: install
 	nbprod run
 	@echo "Executed notebooks: $(CURDIR)/reports/<stage>.ipynb (versioned by DVC); HTML: reports/<stage>.html"
 	@echo "Metrics: .venv/bin/nbprod metrics (or .venv/bin/dvc metrics show)"
 
 # Lint first (seconds), then every test. `make test-quick` skips the tests marked slow (over ~10 s).
-test: install browser
+test: install browser rkernel
 	$(PY) -m ruff check nbprod tests benchmarks
 	$(PY) -m pytest -q
 

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .analysis import CodeFacts, CodeSyntaxError, analyse_code, literal_assignments
+from .carry import CarriedImport, import_only_names
 from .errors import NbprodError
 from .notebook import cell_source, cell_tags, read_notebook
 from .project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project
+from .rlang import is_r, r_literal_assignments, r_names
 from .tags import TagError, parse_cell_tags
 
 GENERATED_PREFIXES = (GENERATED_DIR + "/", REPORTS_DIR + "/", METRICS_DIR + "/")
@@ -39,6 +41,7 @@ class Stage:
     inputs: dict[str, str] = field(default_factory=dict)         # variable -> producing stage
     outputs: list[str] = field(default_factory=list)             # variables later stages read
     upstream: list[str] = field(default_factory=list)
+    carried: list[CarriedImport] = field(default_factory=list)  # imports of earlier stages it uses
 
     @property
     def first_cell(self) -> int:
@@ -74,6 +77,8 @@ class NotebookSpec:
     params_cell: Cell | None
     shared: list[Cell]
     stages: list[Stage]
+    kernel: str = "python3"           # the notebook's own kernelspec name, else [tool.nbprod] kernel
+    language: str = "python"          # "python", or "r" (no Python analysis; file edges only)
 
 
 @dataclass
@@ -134,6 +139,7 @@ class Pipeline:
                  "after": [a for a, _ in s.after], "deps": s.deps, "outs": s.outs, "metrics": s.metrics,
                  "plots": s.plots, "params": [f"{s.section}.{p}" for p in s.params],
                  "inputs": s.inputs, "outputs": s.outputs, "upstream": s.upstream,
+                 "carried_imports": [c.to_dict() for c in s.carried],
                  "executed_notebook": s.executed_notebook, "report": f"{REPORTS_DIR}/{s.name}.html"}
                 for s in self.order()
             ],
@@ -166,6 +172,8 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
     if not section:
         raise NbprodError(f"notebook name {path.stem!r} gives no usable stage or params name", rel,
                           fix="rename the notebook to start with a letter, e.g. train.ipynb")
+    kernel, language = _kernel_of(nb, project, rel)
+    r_notebook = is_r(language)
     params_cell: Cell | None = None
     params: dict[str, object] = {}
     shared: list[Cell] = []
@@ -191,9 +199,15 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
                 raise NbprodError(f"second parameters cell (the first is cell {params_cell.number})", rel,
                                   number, fix="merge the parameters into one cell")
             try:
-                values, bad = literal_assignments(cell.source)
+                values, bad = (r_literal_assignments if r_notebook else literal_assignments)(cell.source)
             except (MemoryError, RecursionError):
                 raise _too_deep(rel, number) from None
+            if bad is not None and r_notebook:
+                line, text = bad
+                raise NbprodError(
+                    f"parameters cell line {line} is not a literal assignment: {text[:60]!r}", rel, number,
+                    fix="keep only NAME <- value lines (numbers, strings, TRUE/FALSE, NULL, c(...) vectors) "
+                        "and move other code to a stage cell")
             if bad is not None:
                 line, text = bad
                 raise NbprodError(
@@ -202,7 +216,8 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
                         "and move other code to a stage cell")
             params_cell, params = cell, values
             continue
-        cell.facts = _facts(cell, rel)
+        # R code is not analysed as Python: the names it mentions pick its params; no data edges.
+        cell.facts = CodeFacts(reads=r_names(cell.source)) if r_notebook else _facts(cell, rel)
         if tags.role == "shared":
             shared.append(cell)
             continue
@@ -225,9 +240,42 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
     for cell in shared:  # a shared cell runs at the top of every stage: each depends on its schemas
         for stage in stages:
             _schema_deps(stage, cell, path, project)
-    spec = NotebookSpec(rel, section, params, params_cell, shared, stages)
+    spec = NotebookSpec(rel, section, params, params_cell, shared, stages, kernel=kernel, language=language)
     _stage_params(spec)
     return spec
+
+
+def _kernel_of(nb: dict, project: Project, rel: str) -> tuple[str, str]:
+    """The kernel a notebook's stages run in (its own kernelspec, else the project's) and its language."""
+    metadata = nb.get("metadata") or {}
+    spec = metadata.get("kernelspec") if isinstance(metadata.get("kernelspec"), dict) else {}
+    info = metadata.get("language_info") if isinstance(metadata.get("language_info"), dict) else {}
+    name = spec.get("name") if isinstance(spec.get("name"), str) and spec.get("name") else project.kernel
+    language = spec.get("language") or info.get("name") or "python"
+    language = "r" if is_r(str(language)) else str(language).lower()
+    if name != project.kernel:  # the project's default is checked where it starts (no cost on the hot path)
+        installed = installed_kernels()
+        if name not in installed:
+            how = ("install IRkernel (Debian: apt-get install r-cran-irkernel; or in R: "
+                   "install.packages('IRkernel'); IRkernel::installspec())" if language == "r" else
+                   f"install it (python -m ipykernel install --user --name {name}) ")
+            raise NbprodError(f"kernel {name!r} named by this notebook is not installed "
+                              f"(installed: {', '.join(sorted(installed)) or 'none'})", rel,
+                              fix=f"{how.strip()}, or pick an installed kernel in the notebook")
+    return name, language
+
+
+def installed_kernels() -> set[str]:
+    """Names of the kernel specs Jupyter can start here (cached for the process)."""
+    global _INSTALLED
+    if _INSTALLED is None:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        _INSTALLED = set(KernelSpecManager().find_kernel_specs()) | {"python3"}
+    return _INSTALLED
+
+
+_INSTALLED: set[str] | None = None
 
 
 def _facts(cell: Cell, rel: str) -> CodeFacts:
@@ -331,25 +379,40 @@ def _link_data(pipeline: Pipeline) -> None:
     """Variables a stage reads that an earlier stage of the same notebook defines become data edges.
 
     A stage that changes an input in place (``df["x"] = ..``, ``items.append(..)``, ``fit``) passes
-    the changed object on, as "Run All" would see it.
+    the changed object on, as "Run All" would see it. A name an earlier stage binds only by import
+    statements is not data: those statements are carried into the reading stage (nbprod.carry).
     """
     for spec in pipeline.notebooks:
         if len(spec.stages) > 1:
             _check_followable(spec)
         shared_names = set().union(*(c.facts.writes for c in spec.shared)) if spec.shared else set()
         defined: dict[str, Stage] = {}
+        imported: dict[str, list[CarriedImport]] = {}  # name -> the statements its defining stage bound it by
         where: dict[tuple[str, str], int] = {}   # (stage, name) -> cell that binds it
         for stage in spec.stages:
             bound: set[str] = set()
+            own_imports: dict[str, list[CarriedImport]] = {}  # the last binding in this stage wins
             for cell in stage.cells:
                 for name in sorted(cell.facts.reads - bound):
                     if name in defined and name not in shared_names and name not in spec.params:
-                        stage.inputs.setdefault(name, defined[name].name)
+                        if name in imported:
+                            stage.carried.extend(c for c in imported[name] if c not in stage.carried)
+                        else:
+                            stage.inputs.setdefault(name, defined[name].name)
+                only = import_only_names(cell.source) if cell.facts.imports else {}
                 for name in cell.facts.writes | cell.facts.mutated:
                     where.setdefault((stage.name, name), cell.number)
+                    own_imports.pop(name, None)
+                    if name in only:
+                        own_imports[name] = [CarriedImport(text, stage.name, cell.number, line)
+                                             for line, text in only[name]]
                 bound |= cell.facts.writes
             for name in bound | set().union(*(c.facts.mutated for c in stage.cells)):
                 defined[name] = stage
+                imported.pop(name, None)
+                if name in own_imports:
+                    imported[name] = own_imports[name]
+            stage.carried.sort(key=lambda c: (c.cell, c.line))
         by_name = {s.name: s for s in spec.stages}
         for stage in spec.stages:
             for name, producer in stage.inputs.items():

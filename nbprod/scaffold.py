@@ -15,7 +15,7 @@ DEFAULT_TEMPLATE = "example"
 # project (templates/project), so each holds only what differs: notebooks, pyproject.toml, README.md.
 # Adding one (a "mixed" R + Python project, say) is that folder, its name here, and one
 # force-include line in pyproject.toml.
-NAMED_TEMPLATES = ("fairness",)
+NAMED_TEMPLATES = ("fairness", "mixed")
 _SKIPPED = {"__pycache__", ".ipynb_checkpoints"}
 
 
