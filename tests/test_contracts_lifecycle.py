@@ -29,6 +29,7 @@ def test_approve_records_schema_hash_lineage_shows_it_rollback_restores_it(ran_p
     approved = next(e for e in json.loads(nbprod("history", "--json", cwd=root).stdout) if e["action"] == "approve")
     record = approved.get("record", approved)
     assert record["schemas"] == {SCHEMA: hashlib.sha256(original).hexdigest()}
+    assert f"[schemas: {SCHEMA} {hashlib.sha256(original).hexdigest()[:12]}]" in nbprod("history", cwd=root).stdout
 
     lineage = nbprod("lineage", MODEL, cwd=root).stdout
     assert f"schema {SCHEMA}" in lineage and "validated in stage prepare; unchanged since the run" in lineage

@@ -194,6 +194,8 @@ def _history_line(event) -> str:
             from ..fairness.compare import fairness_line
 
             text += f" [{fairness_line(r['fairness'])}]"
+        if r.get("schemas"):
+            text += " [schemas: " + ", ".join(f"{p} {h[:12]}" for p, h in sorted(r["schemas"].items())) + "]"
     elif event.action == "rollback":
         text = f"prod <- {event.version} rolled back{by} from {r.get('from')}"
         if r.get("kept"):
