@@ -105,11 +105,29 @@ def scratch(tmp_path_factory):
                                                                     HealthCheck.too_slow])
 @given(programs())
 def test_split_pipeline_ends_with_the_values_of_run_all(scratch, monkeypatch, program):
+    _check_run_all(scratch, monkeypatch, program, imports_in_stages=False)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(programs())
+def test_imports_spread_over_stages_end_with_the_values_of_run_all(scratch, monkeypatch, program):
+    """Each import sits in the cell that first uses it, as users write them; compile carries it."""
+    _check_run_all(scratch, monkeypatch, program, imports_in_stages=True)
+
+
+def _check_run_all(scratch, monkeypatch, program, imports_in_stages: bool) -> None:
     lines, cuts = program
-    cells = [("import numpy as np\nimport pandas as pd", ["shared"])]
+    cells = [] if imports_in_stages else [("import numpy as np\nimport pandas as pd", ["shared"])]
     stage_of = {0: "s0", **{cut: f"s{n}" for n, cut in enumerate(cuts, start=1)}}
+    imported: set[str] = set()
     for index, line in enumerate(lines):
         tags = [f"stage:{stage_of[index]}"] if index in stage_of else []
+        if imports_in_stages:
+            for alias, module in (("np", "numpy"), ("pd", "pandas")):
+                if f"{alias}." in line and alias not in imported:
+                    imported.add(alias)
+                    line = f"import {module} as {alias}\n{line}"
         cells.append((line, tags))
     write_notebook(scratch / "nb/prog.ipynb", cells)
     for leftover in (scratch / ".nbprod").glob("data/**/value.*"):
@@ -189,7 +207,8 @@ UNFOLLOWABLE = [
      "cell 1: line 1: exec() defines names nbprod cannot see"),
     ("%run", [("%run helpers.py", ["stage:a"]), ("y = 2", ["stage:b"])],
      "cell 1: line 1: %run defines names nbprod cannot see"),
-    ("import in a stage", [("import math", ["stage:a"]), ("y = math.pi", ["stage:b"])],
+    ("conditional import in a stage", [("try:\n    import math\nexcept ImportError:\n    pass", ["stage:a"]),
+                                        ("y = math.pi", ["stage:b"])],
      "cell 1: stage 'b' uses 'math', imported in stage 'a'. Fix: tag the import cell 'shared'"),
     ("function in a stage", [("def helper(v):\n    return v + 1", ["stage:a"]), ("y = helper(1)", ["stage:b"])],
      "cell 1: stage 'b' uses 'helper', defined as a function or class in stage 'a'"),

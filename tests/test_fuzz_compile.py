@@ -56,7 +56,10 @@ TAGS = mostly(GOOD_TAGS, st.one_of(
 ), one_in=6)
 GOOD_CODE = st.sampled_from(["a = 1", "b = a + 1", "lr = 0.1\nepochs = 5", "c = b * lr", "print(a, b)",
                              "name = 'x'; flag = True; items = [1, 'a', None]", "cfg = {'k': [1, 2]}",
-                             "import os\nx = os.sep", "d = [i for i in range(epochs)]"])
+                             "import os\nx = os.sep", "d = [i for i in range(epochs)]",
+                             # imports where users put them: used again by later stages (carried)
+                             "import math\nr = math.sqrt(4)", "q = math.floor(2.5) + len(os.sep)",
+                             "from os import path as osp, sep", "p = osp.join('a', sep)"])
 CODE = mostly(GOOD_CODE, st.one_of(
     st.sampled_from([
         "a = 1", "b = a + 1", "import os\nx = os.sep", "def f(:\n  pass", "print(undefined)",

@@ -19,6 +19,15 @@ export interface StageInfo {
   upstream: string[];
   executed_notebook: string;
   report: string;
+  /** Import statements of earlier stages of the notebook that this stage uses, run first in it. */
+  carried_imports?: CarriedImport[];
+}
+
+export interface CarriedImport {
+  source: string;
+  stage: string;
+  cell: number;
+  line: number;
 }
 
 export interface PipelineInfo {

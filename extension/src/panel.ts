@@ -291,6 +291,17 @@ export class PipelinePanel extends Widget {
     }
     row.appendChild(top);
     row.appendChild(el('div', 'jp-nbprod-stage-source', `${stage.notebook} · cells ${stage.cells.join(', ')}`));
+    const carried = stage.carried_imports ?? [];
+    if (carried.length) {
+      // Imports of earlier stages this stage uses: compile repeats them in a prelude cell of the stage.
+      const box = el('div', 'jp-nbprod-carried', 'Imports carried in: ');
+      box.title = carried.map(c => `${c.source}  (stage ${c.stage}, cell ${c.cell})`).join('\n');
+      carried.forEach((c, i) => {
+        box.appendChild(el('code', 'jp-nbprod-carried-import', c.source.replace(/\s+/g, ' ')));
+        box.appendChild(document.createTextNode(i < carried.length - 1 ? ', ' : ` (from ${[...new Set(carried.map(x => x.stage))].join(', ')})`));
+      });
+      row.appendChild(box);
+    }
 
     const actions = el('div', 'jp-nbprod-stage-actions');
     actions.appendChild(button('Run', 'jp-nbprod-run-stage', running, () => void this.run([stage.name], null)));
