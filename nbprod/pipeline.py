@@ -12,6 +12,7 @@ from .carry import CarriedImport, import_only_names
 from .errors import NbprodError
 from .notebook import cell_source, cell_tags, read_notebook
 from .project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project
+from .rlang import is_r, r_literal_assignments, r_names
 from .tags import TagError, parse_cell_tags
 
 GENERATED_PREFIXES = (GENERATED_DIR + "/", REPORTS_DIR + "/", METRICS_DIR + "/")
@@ -76,6 +77,8 @@ class NotebookSpec:
     params_cell: Cell | None
     shared: list[Cell]
     stages: list[Stage]
+    kernel: str = "python3"           # the notebook's own kernelspec name, else [tool.nbprod] kernel
+    language: str = "python"          # "python", or "r" (no Python analysis; file edges only)
 
 
 @dataclass
@@ -169,6 +172,8 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
     if not section:
         raise NbprodError(f"notebook name {path.stem!r} gives no usable stage or params name", rel,
                           fix="rename the notebook to start with a letter, e.g. train.ipynb")
+    kernel, language = _kernel_of(nb, project, rel)
+    r_notebook = is_r(language)
     params_cell: Cell | None = None
     params: dict[str, object] = {}
     shared: list[Cell] = []
@@ -194,9 +199,15 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
                 raise NbprodError(f"second parameters cell (the first is cell {params_cell.number})", rel,
                                   number, fix="merge the parameters into one cell")
             try:
-                values, bad = literal_assignments(cell.source)
+                values, bad = (r_literal_assignments if r_notebook else literal_assignments)(cell.source)
             except (MemoryError, RecursionError):
                 raise _too_deep(rel, number) from None
+            if bad is not None and r_notebook:
+                line, text = bad
+                raise NbprodError(
+                    f"parameters cell line {line} is not a literal assignment: {text[:60]!r}", rel, number,
+                    fix="keep only NAME <- value lines (numbers, strings, TRUE/FALSE, NULL, c(...) vectors) "
+                        "and move other code to a stage cell")
             if bad is not None:
                 line, text = bad
                 raise NbprodError(
@@ -205,7 +216,8 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
                         "and move other code to a stage cell")
             params_cell, params = cell, values
             continue
-        cell.facts = _facts(cell, rel)
+        # R code is not analysed as Python: the names it mentions pick its params; no data edges.
+        cell.facts = CodeFacts(reads=r_names(cell.source)) if r_notebook else _facts(cell, rel)
         if tags.role == "shared":
             shared.append(cell)
             continue
@@ -228,9 +240,42 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
     for cell in shared:  # a shared cell runs at the top of every stage: each depends on its schemas
         for stage in stages:
             _schema_deps(stage, cell, path, project)
-    spec = NotebookSpec(rel, section, params, params_cell, shared, stages)
+    spec = NotebookSpec(rel, section, params, params_cell, shared, stages, kernel=kernel, language=language)
     _stage_params(spec)
     return spec
+
+
+def _kernel_of(nb: dict, project: Project, rel: str) -> tuple[str, str]:
+    """The kernel a notebook's stages run in (its own kernelspec, else the project's) and its language."""
+    metadata = nb.get("metadata") or {}
+    spec = metadata.get("kernelspec") if isinstance(metadata.get("kernelspec"), dict) else {}
+    info = metadata.get("language_info") if isinstance(metadata.get("language_info"), dict) else {}
+    name = spec.get("name") if isinstance(spec.get("name"), str) and spec.get("name") else project.kernel
+    language = spec.get("language") or info.get("name") or "python"
+    language = "r" if is_r(str(language)) else str(language).lower()
+    if name != project.kernel:  # the project's default is checked where it starts (no cost on the hot path)
+        installed = installed_kernels()
+        if name not in installed:
+            how = ("install IRkernel (Debian: apt-get install r-cran-irkernel; or in R: "
+                   "install.packages('IRkernel'); IRkernel::installspec())" if language == "r" else
+                   f"install it (python -m ipykernel install --user --name {name}) ")
+            raise NbprodError(f"kernel {name!r} named by this notebook is not installed "
+                              f"(installed: {', '.join(sorted(installed)) or 'none'})", rel,
+                              fix=f"{how.strip()}, or pick an installed kernel in the notebook")
+    return name, language
+
+
+def installed_kernels() -> set[str]:
+    """Names of the kernel specs Jupyter can start here (cached for the process)."""
+    global _INSTALLED
+    if _INSTALLED is None:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        _INSTALLED = set(KernelSpecManager().find_kernel_specs()) | {"python3"}
+    return _INSTALLED
+
+
+_INSTALLED: set[str] | None = None
 
 
 def _facts(cell: Cell, rel: str) -> CodeFacts:
@@ -264,9 +309,11 @@ def _schema_deps(stage: Stage, cell: Cell, notebook: Path, project: Project) -> 
     rel_nb = project.rel(notebook)
     for line, literal in cell.facts.schemas if cell.facts else ():
         if literal is None:
-            raise NbprodError(f"line {line}: nbprod.validate gets its schema from an expression, so compile "
-                              "cannot tell which schema file the stage depends on", rel_nb, cell.number,
-                              fix='pass the path as a string literal: nbprod.validate(df, "schemas/NAME.yaml")')
+            raise NbprodError(f"line {line}: compile cannot tell which schema file nbprod.validate reads here "
+                              "(the path is an expression, or nbprod or validate is imported under another "
+                              "name), so the stage would not rerun when the schema changes", rel_nb, cell.number,
+                              fix='write import nbprod and nbprod.validate(df, "schemas/NAME.yaml") '
+                                  'with the path as a string literal')
         try:
             path = resolve_schema(literal, notebook.parent, project.root)
         except NbprodError as exc:

@@ -19,42 +19,49 @@ from ..notebook import atomic_write, cell_source, code_cell, dumps_notebook, mar
 from ..pipeline import Pipeline, Stage, load_pipeline
 from ..proc import tool
 from ..project import DEBUG_DIR, Project
+from ..rlang import is_r, r_literal
 
 
-def prepare_debug(project: Project, name: str) -> tuple[Stage, list[dict]]:
+def prepare_debug(project: Project, name: str) -> tuple[Stage, list[dict], dict]:
     """Check out the stage's inputs and return the cells that set the stage up."""
     pipeline = load_pipeline(project)
     stage = pipeline.stage(name)
     _checkout_inputs(project, pipeline, stage)
     spec = pipeline.notebook_of(stage)
-    generated = stage_notebook(spec, stage, project.kernel)
+    generated = stage_notebook(spec, stage, spec.kernel)
     params = _params_values(project, spec.section, stage)
     folder = Path(stage.notebook).parent.as_posix()
-    setup = ["# nbprod debug: run in the source notebook's folder, as the stage does",
-             "import os",
-             "from nbprod.artifacts import project_root as _nbprod_root",
-             f"os.chdir(os.path.join(_nbprod_root(), {folder!r}))"]
+    r_notebook = is_r(spec.language)
+    if r_notebook:  # R stages pass data through their deps: files, already checked out above
+        setup = ["# nbprod debug: run in the source notebook's folder, as the stage does",
+                 f"setwd({r_literal(str(project.root / folder))})"]
+    else:
+        setup = ["# nbprod debug: run in the source notebook's folder, as the stage does",
+                 "import os",
+                 "from nbprod.artifacts import project_root as _nbprod_root",
+                 f"os.chdir(os.path.join(_nbprod_root(), {folder!r}))"]
     cells = [code_cell("\n".join(setup), ["nbprod-debug"])]
     for cell in generated["cells"][1:]:
         tags = cell["metadata"].get("tags", [])
         if "parameters" in tags:
             from ..compile import py_literal
 
-            lines = ["# Parameters from params.yaml"] + [f"{k} = {py_literal(v)}" for k, v in params.items()]
+            lines = ["# Parameters from params.yaml"] + [
+                f"{k} <- {r_literal(v, k)}" if r_notebook else f"{k} = {py_literal(v)}" for k, v in params.items()]
             cell = code_cell("\n".join(lines), ["parameters"])
         cells.append(cell)
-    return stage, cells
+    return stage, cells, generated["metadata"]
 
 
 def debug_notebook(project: Project, name: str) -> Path:
-    stage, cells = prepare_debug(project, name)
+    stage, cells, metadata = prepare_debug(project, name)
     header = markdown_cell(
         f"**Debugging stage `{stage.name}`** of `{stage.notebook}`: its inputs are loaded from the DVC cache.\n\n"
         "Run the cells to reproduce the stage on its own. Edits here are not compiled: change the source "
         "notebook and run `nbprod run` again.")
-    nb = {"cells": [header, *cells], "metadata": {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": project.kernel},
-        "language_info": {"name": "python"}}, "nbformat": 4, "nbformat_minor": 4}
+    nb = {"cells": [header, *cells], "metadata": {"kernelspec": metadata["kernelspec"],
+                                                   "language_info": metadata["language_info"]},
+          "nbformat": 4, "nbformat_minor": 4}
     path = project.root / DEBUG_DIR / f"{stage.name}.ipynb"
     text = dumps_notebook(nb)
     if path.exists() and path.read_text(encoding="utf-8") != text:
@@ -67,7 +74,10 @@ def debug_notebook(project: Project, name: str) -> Path:
 
 def debug_console(project: Project, name: str, extra_args: list[str] | None = None) -> int:
     """IPython with the stage's shared code, params and inputs run; the stage's own cells not run."""
-    stage, cells = prepare_debug(project, name)
+    stage, cells, metadata = prepare_debug(project, name)
+    if is_r(metadata["kernelspec"].get("language")):
+        raise NbprodError(f"stage {name!r} is an R stage; the console is IPython", stage.notebook,
+                          fix=f"run 'nbprod debug {name}' (without --console) and open the notebook")
     setup = [cell_source(c) for c in cells
              if set(c["metadata"].get("tags", [])) & {"nbprod-debug", "shared", "parameters", PRELUDE_TAG,
                                                       LOAD_TAG}]

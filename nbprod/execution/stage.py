@@ -16,6 +16,7 @@ from datetime import datetime, UTC
 from pathlib import Path
 
 from ..analysis import literal_assignments
+from ..rlang import is_r, r_literal, r_literal_assignments
 from ..cellerror import describe as describe_error, failed_cell_index, has_error_output, printed_error
 from ..carry import PRELUDE_TAG
 from ..compile import LOAD_TAG, SAVE_TAG, STATE_FILE
@@ -63,12 +64,12 @@ def exec_stage(name: str, project: Project | None = None) -> RunRecord:
     os.environ["NBPROD_ROOT"] = str(root)
     cwd = (root / source_nb).parent if source_nb else root
     error = None
-    kernel = _PRESTARTED.pop((project.kernel, str(cwd)), None) or _start_kernel(project.kernel, cwd,
-                                                                                 _imports(nb))
+    kernel_name = stage_kernel(nb, project)
+    kernel = _PRESTARTED.pop((kernel_name, str(cwd)), None) or _start_kernel(kernel_name, cwd, _imports(nb))
     record.kernel = _kernel_start(kernel)
     executed["metadata"]["nbprod"] = record.to_metadata()  # what an interrupted run leaves
     try:
-        _run_papermill(executed, out_path, project.kernel, cwd, name, cells, kernel)
+        _run_papermill(executed, out_path, kernel_name, cwd, name, cells, kernel)
     except _CellFailed as failed:
         error = failed
     finally:
@@ -108,7 +109,7 @@ def _stage_params(root: Path, nb: dict, section: str) -> dict:
     cell = next((c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if cell is None:
         return {}
-    defaults, _ = literal_assignments(cell_source(cell))
+    defaults, _ = (r_literal_assignments if _is_r(nb) else literal_assignments)(cell_source(cell))
     values = dict(defaults)
     params_file = root / "params.yaml"
     if params_file.is_file() and defaults:
@@ -182,7 +183,10 @@ def _prepare(nb: dict, params: dict, sources: list[int | None]) -> dict:
         cells.append(cell)
         if "parameters" in cell.get("metadata", {}).get("tags", []) and params:
             lines = ["# Parameters from params.yaml, injected by nbprod exec"]
-            lines += [f"{key} = {py_literal(value)}" for key, value in params.items()]
+            if _is_r(nb):
+                lines += [f"{key} <- {r_literal(value, key)}" for key, value in params.items()]
+            else:
+                lines += [f"{key} = {py_literal(value)}" for key, value in params.items()]
             cells.append(code_cell("\n".join(lines), ["injected-parameters"]))
     executed["cells"] = cells
     return executed
@@ -292,12 +296,26 @@ def prestart_kernel(name: str, project: Project | None = None) -> None:
     source_nb = nb.get("metadata", {}).get("nbprod", {}).get("notebook", "")
     cwd = (root / source_nb).parent if source_nb else root
     os.environ["NBPROD_ROOT"] = str(root)
-    _PRESTARTED[(project.kernel, str(cwd))] = _start_kernel(project.kernel, cwd, _imports(nb))
+    kernel_name = stage_kernel(nb, project)
+    _PRESTARTED[(kernel_name, str(cwd))] = _start_kernel(kernel_name, cwd, _imports(nb))
+
+
+def stage_kernel(nb: dict, project: Project) -> str:
+    """The kernel compile chose for this stage notebook (its source notebook's own, else the project's)."""
+    name = (nb.get("metadata", {}).get("kernelspec") or {}).get("name")
+    return name if isinstance(name, str) and name else project.kernel
+
+
+def _is_r(nb: dict) -> bool:
+    return is_r((nb.get("metadata", {}).get("kernelspec") or {}).get("language"))
 
 
 def _imports(nb: dict) -> list[str]:
     """The third-party modules the stage notebook imports (what a pool zygote should load first)."""
     from ..analysis import sanitize
+
+    if _is_r(nb):
+        return []
     from .kernelpool import preload_modules
 
     return preload_modules([sanitize(cell_source(c))[0] for c in nb["cells"] if c["cell_type"] == "code"])
