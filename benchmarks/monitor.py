@@ -43,8 +43,9 @@ def dashboard_records(work: Path, size: Size) -> list[Row]:
     project = load_project(root)
     events = sorted((root / ".nbprod/runs").iterdir())[-1] / "events.jsonl"
     evaluate = json.loads((root / "metrics/evaluate.json").read_text())
-    drift_file = root / "metrics/data_drift.json"
-    drift = json.loads(drift_file.read_text()) if drift_file.is_file() else {}
+    recorded = [p for p in sorted((root / "metrics").glob("*.json")) if "drift.share" in json.loads(p.read_text())]
+    drift_file = recorded[0] if recorded else root / "metrics/prepare.json"
+    drift = json.loads(drift_file.read_text()) if recorded else {}
     start = datetime(2025, 1, 1, 6, tzinfo=UTC)
     started = time.perf_counter()
     for day in range(count):
