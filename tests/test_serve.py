@@ -5,6 +5,7 @@ a hot swap that refuses a version it cannot load."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -127,7 +128,13 @@ def test_health_ready_model_and_metrics(server, served):
     assert info["approval"]["by"] == "bob" and info["approval"]["note"] == "more regularised"
     assert info["metrics"]["metrics/evaluate.json"]["roc_auc"] > 0.9
     assert info["model"]["md5"].endswith(".dir") and info["training_data"][0]["path"].endswith("train.parquet")
-    assert info["contract"]["source"] == "feature_names_in_ + training dtypes"
+    # The example project declares its data schema (prepare validates with it): the contract is that
+    # schema, checked against the hash dvc.lock recorded for it.
+    schema = served / "schemas/breast_cancer.yaml"
+    assert info["contract"]["source"] == "schemas/breast_cancer.yaml at model@v1.1.0"
+    assert info["contract"]["schema_sha256"] == hashlib.sha256(schema.read_bytes()).hexdigest()
+    radius = next(f for f in info["contract"]["fields"] if f["name"] == "mean_radius")
+    assert radius["type"] == "number" and radius["nullable"] is False and radius["limits"][0].startswith(">= ")
     assert len(info["contract"]["fields"]) == 30 and info["smoke"]["source"] == "holdout row 0"
     text = httpx.get(f"{server.base}/metrics", timeout=10).text
     assert metric(text, "nbprod_serve_model_version", variant="prod", version="v1.1.0") == 1
@@ -175,6 +182,7 @@ def bad_requests(good: dict) -> list[tuple[str, object, str | None]]:
         ("oversized body", b'{"records": [' + b" " * 1_000_001 + b"]}", None),
         ("huge number", b'{"records": [' + json.dumps({**good, "mean_area": 0.0}).replace(
             '"mean_area": 0.0', '"mean_area": 1e999').encode() + b"]}", "mean_area"),
+        ("outside the declared range", {"records": [{**good, "mean_radius": 1000.0}]}, "mean_radius"),
         ("row count past the limit in columns", {"columns": {k: [v] * 1001 for k, v in good.items()}}, None),
     ]
     return cases

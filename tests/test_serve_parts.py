@@ -12,7 +12,7 @@ import pytest
 
 from nbprod.errors import NbprodError
 from nbprod.serve import contract as contracts
-from nbprod.serve.predlog import PredictionLog, log_files, read_log
+from nbprod.serve.predlog import PredictionLog, log_files, read_log, served_inputs
 from nbprod.serve.routing import CHALLENGER, PROD, Router, bucket
 from nbprod.serve.settings import load_settings
 
@@ -53,7 +53,7 @@ def test_contract_builds_training_dtypes(mixed):
     ({"income": "1"}, "income", "number"),
     ({"income": float("inf")}, "income", "finite"),
     ({"member": 1}, "member", "true or false"),
-    ({"city": "zzz"}, "city", "seen in training"),
+    ({"city": "zzz"}, "city", "allowed values"),
     ({"note": 3}, "note", "string"),
 ])
 def test_contract_names_the_field_and_problem(mixed, change, field, words):
@@ -100,6 +100,8 @@ def test_prediction_log_writes_inputs_column_by_column(tmp_path):
     first, second = read_log(tmp_path / "log")
     assert first["inputs"] == {"x": [1, 3], "y": [2, 4]} and second["inputs"] == {"x": [5], "y": [6]}
     assert first["time"] == "1970-01-01T00:00:00.000+00:00"
+    frame = served_inputs(tmp_path / "log", variant=None)
+    assert frame.to_dict("list") == {"x": [1, 3, 5], "y": [2, 4, 6]}
 
 
 def test_prediction_log_drops_and_counts_when_full(tmp_path):
@@ -138,3 +140,23 @@ def test_settings_defaults_and_command_line(tmp_path):
     settings = load_settings(tmp_path, "model", port=9001, workers=None)
     assert (settings.host, settings.port, settings.workers, settings.poll_interval) == ("127.0.0.1", 9001, 1, 2.5)
     assert json.loads(settings.to_env())["poll_interval"] == 2.5
+
+
+def test_declared_schema_checks_become_per_value_checks(tmp_path):
+    from nbprod.contracts.schemas import load_schema
+
+    (tmp_path / "s.yaml").write_text(
+        "schema_type: dataframe\napi: pandas\ncolumns:\n"
+        "  size:\n    dtype: float64\n    greater_than_or_equal_to: 1.0\n    less_than_or_equal_to: 9.0\n"
+        "  kind:\n    dtype: int64\n    isin: [0, 1]\n"
+        "  target:\n    dtype: int64\n", encoding="utf-8")
+    schema = load_schema(tmp_path / "s.yaml")
+    contract = contracts.from_schema(["size", "kind"], schema, None, 10, "s.yaml", "0" * 64)
+    assert contract.schema is None  # every check translated: pandera is not run per request
+    assert len(contract.frame({"records": [{"size": 1.0, "kind": 1}, {"size": 9, "kind": 0}]})) == 2
+    for record, field, words in (({"size": 0.5, "kind": 1}, "size", ">= 1.0"),
+                                 ({"size": 9.5, "kind": 1}, "size", "<= 9.0"),
+                                 ({"size": 2.0, "kind": 2}, "kind", "allowed values"),
+                                 ({"size": 2.0, "kind": 1, "target": 1}, "target", "not a field")):
+        status, name, text = problem(contract, {"records": [record]})
+        assert (status, name) == (422, field) and words in text

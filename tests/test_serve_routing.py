@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers import nbprod
 from servehelpers import Serve, approve_two_versions, holdout_records, metric
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ def log_entries(root: Path, count: int, timeout: float = 15) -> list[dict]:
 
 
 def test_split_routes_by_key_deterministically_and_reports_per_variant(two_versions, tmp_path):
-    root = configured(two_versions, tmp_path, 'split = {"v1.0.0" = 0.3}\nlog_inputs = "hash"')
+    root = configured(two_versions, tmp_path, 'split = {"v1.0.0" = 0.3}\nlog_inputs = "hash"\nroute_field = "customer"')
     body = {"records": holdout_records(root, 1)}
     with Serve(root) as s, httpx.Client(timeout=10) as client:
         seen: dict[str, set] = {}
@@ -62,6 +63,10 @@ def test_split_routes_by_key_deterministically_and_reports_per_variant(two_versi
         share = sum(v == {"challenger"} for v in seen.values()) / len(seen)
         assert 0.15 <= share <= 0.45
         unkeyed = {client.post(f"{s.base}/predict", json=body).json()["variant"] for _ in range(60)}
+        for customer in ("c-1", "c-2", "c-3", "c-4", "c-5", "c-6"):  # the key in a body field
+            by_field = {client.post(f"{s.base}/predict", json={**body, "customer": customer}).json()["variant"]
+                        for _ in range(3)}
+            assert len(by_field) == 1
         assert unkeyed == {"prod", "challenger"}
         info = client.get(f"{s.base}/model").json()
         text = client.get(f"{s.base}/metrics").text
@@ -71,11 +76,29 @@ def test_split_routes_by_key_deterministically_and_reports_per_variant(two_versi
     assert metric(text, "nbprod_serve_requests_total", variant="challenger") > 0
     assert metric(text, "nbprod_serve_request_seconds_count", variant="challenger") > 0
     assert metric(text, "nbprod_serve_predictions_total", variant="prod") > 0
-    entries = log_entries(root, 300)
+    entries = log_entries(root, 318)
     variants = {(e["variant"], e["version"]) for e in entries}
     assert variants == {("prod", "v1.1.0"), ("challenger", "v1.0.0")}
     assert all("inputs" not in e and len(e["inputs_sha256"]) == 64 for e in entries)
     assert len({e["inputs_sha256"] for e in entries}) == 1  # the same row every time
+
+    # nbprod compare --variants: prediction rates per variant, and accuracy where outcomes are joined.
+    joined = [e for e in entries if e["variant"] == "challenger"][:20] + \
+        [e for e in entries if e["variant"] == "prod"][:30]
+    outcomes = tmp_path / "outcomes.csv"
+    outcomes.write_text("request_id,row,outcome\n" + "".join(f"{e['request_id']},0,1\n" for e in joined))
+    report = json.loads(nbprod("compare", "--variants", "--outcomes", str(outcomes), "--json", cwd=root).stdout)
+    by_variant = {r["variant"]: r for r in report}
+    for variant, count in (("challenger", 20), ("prod", 30)):
+        rows = [e for e in entries if e["variant"] == variant]
+        got = by_variant[variant]
+        assert got["requests"] == len(rows) and got["rows"] == len(rows) and got["outcomes_joined"] == count
+        ones = sum(e["predictions"][0] == 1 for e in rows)
+        assert got["prediction_rates"].get("1", 0) == round(ones / len(rows), 4)
+        assert got["accuracy"] == round(sum(e["predictions"][0] == 1 for e in joined if e["variant"] == variant)
+                                        / count, 4)
+    table = nbprod("compare", "--variants", cwd=root).stdout
+    assert "challenger v1.0.0" in table and "prod v1.1.0" in table and "prediction rates" in table
 
 
 def test_shadow_scores_every_request_without_answering(two_versions, tmp_path):

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import NbprodError
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("report", help="render HTML reports of executed stages and reports/index.html")
@@ -19,9 +21,14 @@ def register(subparsers) -> None:
     p.set_defaults(handler=cmd_metrics)
 
     p = subparsers.add_parser("compare", help="compare two runs: git revisions, experiment names or 'workspace'")
-    p.add_argument("a", metavar="A")
-    p.add_argument("b", metavar="B")
+    p.add_argument("a", metavar="A", nargs="?")
+    p.add_argument("b", metavar="B", nargs="?")
     p.add_argument("-o", "--output", type=Path, help="HTML page to write (default: reports/compare-A-B.html)")
+    p.add_argument("--variants", nargs="?", const=".nbprod/serve/predictions", type=Path, metavar="LOG_DIR",
+                   help="instead: compare the served variants from nbprod serve's prediction log")
+    p.add_argument("--outcomes", type=Path, metavar="FILE",
+                   help="with --variants: CSV or JSON lines of request_id,row,outcome joined for accuracy")
+    p.add_argument("--json", action="store_true", help="with --variants: print JSON")
     p.set_defaults(handler=cmd_compare)
 
 
@@ -54,8 +61,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..report.comparison import compare, default_output, print_comparison, write_comparison_html
 
     project = find_project()
+    if args.variants is not None:
+        return _compare_variants(project.root, args)
+    if args.a is None or args.b is None:
+        raise NbprodError("compare needs two runs A and B (or --variants)", "nbprod compare",
+                          fix="e.g. nbprod compare HEAD~1 workspace, or nbprod compare --variants")
     comparison = compare(project, args.a, args.b)
     print_comparison(comparison)
     out = write_comparison_html(comparison, args.output or default_output(project.root, args.a, args.b))
     print(f"Comparison: {out}")
+    return 0
+
+
+def _compare_variants(root: Path, args: argparse.Namespace) -> int:
+    from ..serve.variants import compare_variants, print_variants
+
+    folder = args.variants if args.variants.is_absolute() else root / args.variants
+    stats = compare_variants(folder, args.outcomes)
+    if args.json:
+        print(json.dumps([s.to_dict() for s in stats], indent=2))
+    else:
+        print_variants(stats)
     return 0

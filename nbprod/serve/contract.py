@@ -38,6 +38,7 @@ class Field:
     nullable: bool = False       # null / NaN accepted (the training data had missing values)
     dtype: str = "float64"       # the training dtype the column is built with
     categories: tuple | None = None
+    limits: tuple = ()           # (operator, bound) pairs from the declared schema's range checks
 
     def problem(self, value) -> str | None:
         """Why ``value`` is not acceptable for this field, or None. Hot path: keep it cheap."""
@@ -46,25 +47,42 @@ class Field:
             return None if self.nullable else ("is null" if value is None else "is NaN") + ", not allowed here"
         if self.kind == "number":
             if kind is float:
-                return None if math.isfinite(value) else "is not finite"
-            return None if kind is int else f"expected a number, got {_json_type(value)}"
+                if not math.isfinite(value):
+                    return "is not finite"
+            elif kind is not int:
+                return f"expected a number, got {_json_type(value)}"
+            return self._outside(value) if self.limits or self.categories is not None else None
         if self.kind == "integer":
             if kind is int or (kind is float and value.is_integer()):
-                return None
+                return self._outside(value) if self.limits or self.categories is not None else None
             return f"expected an integer, got {_json_type(value) if kind is not float else value!r}"
         if self.kind == "boolean":
             return None if kind is bool else f"expected true or false, got {_json_type(value)}"
         if kind is not str:
             return f"expected a string, got {_json_type(value)}"
         if self.categories is not None and value not in self.categories:
-            return f"{value[:40]!r} is not one of the {len(self.categories)} values seen in training"
+            return f"{value[:40]!r} is not one of the {len(self.categories)} allowed values"
+        return None
+
+    def _outside(self, value) -> str | None:
+        if self.categories is not None and value not in self.categories:
+            return f"is {value!r}, not one of the {len(self.categories)} allowed values"
+        for op, bound in self.limits:
+            if not _COMPARE[op](value, bound):
+                return f"is {value!r}, the declared schema requires {op} {bound!r}"
         return None
 
     def describe(self) -> dict:
         out = {"name": self.name, "type": self.kind, "nullable": self.nullable}
         if self.categories is not None:
             out["categories"] = list(self.categories)
+        if self.limits:
+            out["limits"] = [f"{op} {bound!r}" for op, bound in self.limits]
         return out
+
+
+_COMPARE = {">=": lambda v, b: v >= b, "<=": lambda v, b: v <= b, ">": lambda v, b: v > b,
+            "<": lambda v, b: v < b}
 
 
 def _json_type(value) -> str:
@@ -231,24 +249,51 @@ def from_features(features: list[str], max_batch: int, extra_keys=frozenset()) -
 
 def from_schema(features: list[str], schema, training, max_batch: int, source: str, sha256: str,
                 extra_keys=frozenset()) -> Contract:
-    """Fields from a pandera DataFrameSchema; columns it does not declare fall back to training dtypes."""
-    fields = []
+    """Fields from a pandera DataFrameSchema: dtype, nullable, and range / allowed-value checks
+    turned into per-value checks; columns it does not declare fall back to training dtypes. Pandera
+    itself runs per request only for checks that cannot be turned into per-value ones."""
+    fields, untranslated = [], False
     declared = getattr(schema, "columns", {}) or {}
     for name in features:
         column = declared.get(name)
         train_dtype = training[name].dtype if training is not None and name in training else None
         if column is not None and column.dtype is not None:
-            kind = kind_of(column.dtype)
-            dtype = _build_dtype(train_dtype) if train_dtype is not None else _build_dtype(column.dtype)
-            fields.append(Field(name, kind, bool(column.nullable), dtype))
+            limits, allowed, rest = _translate(column.checks)
+            untranslated = untranslated or rest
+            dtype = _build_dtype(train_dtype if train_dtype is not None else column.dtype)
+            fields.append(Field(name, kind_of(column.dtype), bool(column.nullable), dtype, allowed, limits))
         elif train_dtype is not None:
             fields.append(Field(name, kind_of(train_dtype), bool(training[name].isna().any()),
                                 _build_dtype(train_dtype)))
         else:
             fields.append(Field(name, "number"))
     kept = [n for n in declared if n in features]
-    limited = schema.select_columns(kept) if hasattr(schema, "select_columns") else schema
-    return Contract(tuple(fields), max_batch, source, limited, sha256, extra_keys=frozenset(extra_keys))
+    rest_schema = None
+    if untranslated or getattr(schema, "checks", None):
+        rest_schema = schema.select_columns(kept) if hasattr(schema, "select_columns") else schema
+    return Contract(tuple(fields), max_batch, source, rest_schema, sha256, extra_keys=frozenset(extra_keys))
+
+
+_RANGE = {"greater_than_or_equal_to": (">=", "min_value"), "less_than_or_equal_to": ("<=", "max_value"),
+          "greater_than": (">", "min_value"), "less_than": ("<", "max_value")}
+
+
+def _translate(checks) -> tuple[tuple, tuple | None, bool]:
+    """(limits, allowed values, whether some check is left for pandera) of a column's checks."""
+    limits, allowed, rest = [], None, False
+    for check in checks or ():
+        name, stats = getattr(check, "name", None), getattr(check, "statistics", None) or {}
+        if name in _RANGE and _RANGE[name][1] in stats:
+            op, key = _RANGE[name]
+            limits.append((op, stats[key]))
+        elif name == "in_range" and {"min_value", "max_value"} <= set(stats):
+            limits.append((">=" if stats.get("include_min", True) else ">", stats["min_value"]))
+            limits.append(("<=" if stats.get("include_max", True) else "<", stats["max_value"]))
+        elif name == "isin" and "allowed_values" in stats:
+            allowed = tuple(stats["allowed_values"])
+        else:
+            rest = True
+    return tuple(limits), allowed, rest
 
 
 def _build_dtype(dtype) -> str:

@@ -42,6 +42,7 @@ class ModelVersion:
     model_md5: str
     training: list[DataRef] = field(default_factory=list)
     holdout: list[DataRef] = field(default_factory=list)
+    schemas: list[DataRef] = field(default_factory=list)  # declared schemas of the training data (deps)
     record: dict = field(default_factory=dict)          # the registration tag's record (approval)
     assignment: dict = field(default_factory=dict)      # the prod assignment's record, when in prod
 
@@ -54,6 +55,7 @@ class ModelVersion:
                 "model": {"path": self.model_path, "md5": self.model_md5},
                 "training_data": [{"path": d.path, "md5": d.md5} for d in self.training],
                 "holdout": [{"path": d.path, "md5": d.md5} for d in self.holdout],
+                "schemas": [{"path": d.path, "md5": d.md5} for d in self.schemas],
                 "metrics": self.record.get("metrics", {}), "approval": approval, "assignment": assigned}
 
 
@@ -99,9 +101,21 @@ def _at_commit(root: Path, model: str, version: str, commit: str, tag: str, reco
                           f"git tag {tag}", fix="the tag or dvc.lock was altered; serve another version")
     holdout = [DataRef(p, h) for s in lock.values() if model_path in s.deps
                for p, h in s.deps.items() if p != model_path and not p.startswith(".nbprod/stages/")]
-    training = [DataRef(p, h) for p, h in producer.deps.items() if not p.startswith(".nbprod/stages/")]
-    return ModelVersion(model, version, commit, tag, model_path, locked, training, _unique(holdout), record,
-                        assignment)
+    training = [DataRef(p, h) for p, h in producer.deps.items()
+                if not p.startswith(".nbprod/stages/") and not _is_schema(p)]
+    # The schema the training data was validated against: a dep of the training stage, or of the
+    # stage that wrote the training data (where nbprod.validate usually runs).
+    schemas = [DataRef(p, h) for p, h in producer.deps.items() if _is_schema(p)]
+    if not schemas:
+        paths = {d.path for d in training}
+        schemas = [DataRef(p, h) for s in lock.values() if paths & set(s.outs)
+                   for p, h in s.deps.items() if _is_schema(p)]
+    return ModelVersion(model, version, commit, tag, model_path, locked, training, _unique(holdout),
+                        _unique(schemas), record, assignment)
+
+
+def _is_schema(path: str) -> bool:
+    return path.endswith((".yaml", ".yml")) and SCHEMAS_DIR in Path(path).parts[:-1]
 
 
 def _unpacked_bundle(root: Path, model: str) -> ModelVersion | None:
@@ -181,10 +195,20 @@ def read_frame(root: Path, ref: DataRef):
 
 
 def schema_file(root: Path, info: ModelVersion) -> tuple[str, bytes] | None:
-    """The declared schema of the training data in the version's commit: ``schemas/<data stem>.yaml``."""
+    """The declared schema of the training data at the version's commit, checked against the hash
+    dvc.lock recorded for it; else ``schemas/<training data stem>.yaml`` if the commit has one."""
+    for ref in info.schemas:
+        data = gitrepo.show_file(root, info.commit, ref.path)
+        if data is None:
+            continue
+        if ref.md5 and hashlib.md5(data).hexdigest() != ref.md5:
+            raise NbprodError(f"{ref.path} at {info.tag} does not match the hash its dvc.lock recorded",
+                              ref.path, fix="rerun the pipeline (the schema changed after it ran), or serve "
+                                            "another version")
+        return ref.path, data
     for ref in info.training:
         stem = Path(ref.path).name.split(".")[0]
-        for suffix in (".yaml", ".yml", ".json"):
+        for suffix in (".yaml", ".yml"):
             rel = f"{SCHEMAS_DIR}/{stem}{suffix}"
             data = gitrepo.show_file(root, info.commit, rel)
             if data is not None:

@@ -133,3 +133,13 @@ def read_log(folder: Path):
             for line in handle:
                 if line.strip():
                     yield json.loads(line)
+
+
+def served_inputs(folder: Path, variant: str | None = "prod"):
+    """The inputs served (one row per predicted row) as a DataFrame in training column layout, for
+    drift against the training data; shadow scorings are left out (they repeat the same inputs)."""
+    import pandas as pd
+
+    frames = [pd.DataFrame(e["inputs"]) for e in read_log(folder)
+              if "inputs" in e and not e.get("shadow") and (variant is None or e.get("variant") == variant)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
