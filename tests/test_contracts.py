@@ -109,6 +109,8 @@ def test_validation_collects_every_failure_in_one_line(schema_file):
     assert "column 'age' fails less_than_or_equal_to(89) in 2 rows (first values: 150, 200)" in line
     assert "column 'city' is missing" in line and "column 'income' fails dtype('float64') (found 'str')" in line
     assert result.metrics()["validation.people.failed"] == 1
+    assert set(result.metrics("test")) == {f"validation.test.{k}" for k in
+                                           ("passed", "failed", "rows", "failed_rows", "failures")}
     assert result.failed_rows == len(bad)  # a missing column fails every row
 
 
@@ -219,6 +221,24 @@ def test_categorical_missing_constant_and_one_sided_columns_get_notes():
     metrics = report.metrics()
     assert "drift.old.score" not in metrics and metrics["drift.city.drifted"] == 1.0
     assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_datetimes_infinities_and_text_forced_numeric_do_not_crash(tmp_path):
+    rng = np.random.default_rng(7)
+    start = pd.Timestamp("2026-01-01")
+    reference = pd.DataFrame({"when": start + pd.to_timedelta(rng.integers(0, 1000, 300), "h"),
+                              "x": np.append(rng.normal(size=299), np.inf), "word": rng.choice(["a", "b"], 300)})
+    current = pd.DataFrame({"when": start + pd.to_timedelta(rng.integers(2000, 3000, 300), "h"),
+                            "x": np.append(rng.normal(5, 1, 298), [-np.inf, np.inf]),
+                            "word": rng.choice(["a", "b"], 300)})
+    config = DriftConfig.from_mapping({"columns": {"word": {"type": "numeric"}}})
+    report = compute_drift(reference, current, config=config)
+    results = {r.column: r for r in report.columns}
+    assert results["when"].type == "numeric" and results["when"].drifted
+    assert results["x"].drifted and "3 infinite values left out" in results["x"].note
+    assert results["x"].reference_rows == 299
+    assert results["word"].type == "categorical" and "not numbers" in results["word"].note
+    assert drift_html(report, reference, current).count("<svg") == 2
 
 
 def test_dataset_drift_needs_half_the_columns():

@@ -190,7 +190,16 @@ def _column_type(series: pandas.Series, rule: ColumnRule) -> str:
     if rule.type:
         return rule.type
     numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-    return "numeric" if numeric else "categorical"
+    return "numeric" if numeric or pd.api.types.is_datetime64_any_dtype(series) else "categorical"
+
+
+def numbers(series: pandas.Series):
+    """Float values of a numeric or datetime column (datetimes as their integer time stamps)."""
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series.astype("int64").to_numpy(dtype=float)
+    return series.to_numpy(dtype=float)
 
 
 def _column_drift(name: str, reference: pandas.Series, current: pandas.Series, config: DriftConfig) -> ColumnDrift:
@@ -216,8 +225,22 @@ def _column_drift(name: str, reference: pandas.Series, current: pandas.Series, c
         result.note = "; ".join([f"no values in {empty}: not tested", *notes])
         return result
     if kind == "numeric":
-        ref_values, cur_values = ref.to_numpy(dtype=float), cur.to_numpy(dtype=float)
+        try:
+            ref_values, cur_values = numbers(ref), numbers(cur)
+        except (TypeError, ValueError):
+            kind = "categorical"   # type = "numeric" set on a column holding text
+            notes.append("not numbers: compared as categories")
+            kind_rule, result.type = config.categorical, kind
+    if kind == "numeric":
         distinct = None
+        finite_ref, finite_cur = np.isfinite(ref_values), np.isfinite(cur_values)
+        if not (finite_ref.all() and finite_cur.all()):
+            notes.append(f"{(~finite_ref).sum() + (~finite_cur).sum()} infinite values left out")
+            ref_values, cur_values = ref_values[finite_ref], cur_values[finite_cur]
+            result.reference_rows, result.current_rows = len(ref_values), len(cur_values)
+            if len(ref_values) == 0 or len(cur_values) == 0:
+                result.note = "; ".join(["no finite values on one side: not tested", *notes])
+                return result
     else:
         ref_counts, cur_counts = ref.astype(str).value_counts(), cur.astype(str).value_counts()
         categories = sorted(set(ref_counts.index) | set(cur_counts.index))

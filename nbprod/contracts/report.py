@@ -94,7 +94,10 @@ def _chart(result: ColumnDrift, reference: pandas.DataFrame, current: pandas.Dat
     ref = _series(reference, result.column).dropna()
     cur = _series(current, result.column).dropna()
     if result.type == "numeric":
-        ref_values, cur_values = ref.to_numpy(dtype=float), cur.to_numpy(dtype=float)
+        from .drift import numbers
+
+        ref_values, cur_values = numbers(ref), numbers(cur)
+        ref_values, cur_values = ref_values[np.isfinite(ref_values)], cur_values[np.isfinite(cur_values)]
         low = min(ref_values.min(), cur_values.min())
         high = max(ref_values.max(), cur_values.max())
         edges = np.linspace(low, high if high > low else low + 1, BINS + 1)

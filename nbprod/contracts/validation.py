@@ -58,8 +58,9 @@ class ValidationResult:
     def passed(self) -> bool:
         return not self.failures
 
-    def metrics(self) -> dict[str, int]:
-        prefix = f"validation.{self.schema}"
+    def metrics(self, name: str | None = None) -> dict[str, int]:
+        """``validation.<name>.*`` (name: the schema's, unless given)."""
+        prefix = f"validation.{name or self.schema}"
         return {f"{prefix}.passed": int(self.passed), f"{prefix}.failed": int(not self.passed),
                 f"{prefix}.rows": self.rows, f"{prefix}.failed_rows": self.failed_rows,
                 f"{prefix}.failures": len(self.failures)}
@@ -162,14 +163,15 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def validate(df: pandas.DataFrame, schema: str | Path, on_fail: str = "raise", *, record: bool = True,
-             show: bool = True) -> pandas.DataFrame:
+def validate(df: pandas.DataFrame, schema: str | Path, on_fail: str = "raise", *, name: str | None = None,
+             record: bool = True, show: bool = True) -> pandas.DataFrame:
     """Check ``df`` against the schema file (e.g. ``"schemas/NAME.yaml"``) and return it.
 
     Records ``validation.NAME.{passed,failed,rows,failed_rows,failures}``; on a violation shows a
     failures table, then raises ``ValidationFailed`` (one line: schema, column, check, failing rows,
     first values) or, with ``on_fail="warn"``, warns and returns the frame. A literal path here is
-    a DVC dependency of the stage (compile finds it).
+    a DVC dependency of the stage (compile finds it). ``name`` replaces the schema's name in the
+    metrics, to validate two frames against one schema in a stage (``name="test"``).
     """
     if on_fail not in ("raise", "warn"):
         raise NbprodError(f"validate: on_fail must be 'raise' or 'warn', not {on_fail!r}",
@@ -178,8 +180,8 @@ def validate(df: pandas.DataFrame, schema: str | Path, on_fail: str = "raise", *
     if record:
         from ..record import record as record_value
 
-        for name, value in result.metrics().items():
-            record_value(name, value)
+        for metric, value in result.metrics(name).items():
+            record_value(metric, value)
     if result.passed:
         return df
     if show:
