@@ -106,6 +106,17 @@ def test_run_all_from_the_panel_brings_every_stage_up_to_date(project, kernel_in
     events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
     assert events[0]["event"] == "run_start" and events[-1] == {**events[-1], "event": "run_end", "ok": True}
 
+    # Refresh asks status again: a params.yaml edit made outside the panel shows up with its reason.
+    params = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(params.replace("C: 1.0", "C: 0.5"))
+    kernel.run("p.button('Refresh').click()")
+    kernel.wait_for("p.states().get('train') == 'changed'")
+    assert "changed: params" in kernel.value(
+        "next(r for r in p.table.children if r.stage == 'train').children[1].value")
+    (project / "params.yaml").write_text(params)
+    kernel.run("p.button('Refresh').click()")
+    kernel.wait_for("set(p.states().values()) == {'up to date'}")
+
     # Run from here: evaluate and what follows it, nothing before it.
     kernel.run("p.button('Run from here', stage='evaluate').click()")
     kernel.wait_for("p.message.value.endswith('run finished</span>') and p.following is None")
@@ -155,6 +166,9 @@ def test_a_run_survives_a_kernel_restart_and_a_new_panel_follows_it(slow_project
     kernel.run("p.button('Run this stage', stage='slow').click()")
     kernel.wait_for("p.states().get('slow') == 'running'")
     pid = int(next(p for p in (root / ".nbprod" / "runs").glob("*/pid")).read_text())
+    # The panel's run holds the project's run lock: a terminal run is refused while it goes.
+    refused = nbprod("run", cwd=root, check=False)
+    assert refused.returncode == 2 and "another nbprod run is in progress" in refused.stderr
     kernel.restart()
     time.sleep(1)
     assert pid_alive(pid), "the run died with the kernel"
