@@ -3,10 +3,11 @@ type and whether it may be missing (null/NaN), checked value by value before a D
 Anything else is a ``ContractError`` (a 4xx answer naming the field), so the model only ever sees
 validated input.
 
-Fields come from the project's declared data schema (``schemas/<training data>.yaml``, read with
-``nbprod.contracts``) when there is one, otherwise from the model's ``feature_names_in_`` and the
-dtypes of its training data. Checks are plain Python per value: pandera is run on top only when a
-schema is declared (its value checks, e.g. ranges), as it costs milliseconds per request.
+Fields come from the declared schema of the model's training data (a ``schemas/*.yaml`` dep in
+dvc.lock, read with ``nbprod.contracts``) when there is one, otherwise from the model's
+``feature_names_in_`` and the dtypes of its training data. Checks are plain Python per value; the
+schema's range and allowed-value checks become such checks too. Pandera itself runs per request only
+for checks that cannot be translated (it costs milliseconds per request).
 """
 
 from __future__ import annotations
