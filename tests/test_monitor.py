@@ -151,3 +151,20 @@ def test_records_push_and_pull_rebuild_the_dashboard_in_a_fresh_clone(recorded, 
     nbprod("monitor", cwd=clone)
     page = (clone / "reports/dashboard.html").read_text()
     assert "2 recorded runs" in page and "2030-01-02" in page
+
+
+def test_a_failed_scheduled_run_is_recorded_and_alerts(recorded, tmp_path):
+    copy = tmp_path / "proj"
+    shutil.copytree(recorded, copy, symlinks=True)
+    params = copy / "params.yaml"
+    params.write_text(params.read_text().replace("threshold: 0.5", "threshold: not-a-number"))
+    done = nbprod("run", "--record", "--no-report", cwd=copy, check=False)
+    assert done.returncode == 1 and "Record: records/" in done.stdout
+    latest = list_records(load_project(copy))[-1]
+    assert latest.data["ok"] is False and latest.data["stages"]["evaluate"]["state"] == "failed"
+    assert verify_record(latest) == []
+    done = nbprod("monitor", cwd=copy, check=False)
+    assert done.returncode == 1
+    checks = json.loads((latest.path / "alerts.json").read_text())["checks"]
+    assert checks[0]["rule"] == "run succeeded" and checks[0]["passed"] is False
+    assert "evaluate" in checks[0]["note"]
