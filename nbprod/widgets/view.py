@@ -54,8 +54,9 @@ class Panel(w.VBox):
         self.cancel = self._button("Cancel", "stop", lambda _: self._cancel())
         self.refresh_button = self._button("Refresh", "refresh", lambda _: self.refresh(wait=False))
         self.table = w.VBox()
+        self.bars = w.HBox([self.stage_bar, self.cell_bar], layout=w.Layout(display="none"))
         self.children = [self.title, w.HBox([self.run_all, self.cancel, self.refresh_button]),
-                         self.progress_line, w.HBox([self.stage_bar, self.cell_bar]), self.message, self.table]
+                         self.progress_line, self.bars, self.message, self.table]
         self.refresh(wait=True)
         self._thread = threading.Thread(target=self._follow_loop, name="nbprod-panel", daemon=True)
         self._thread.start()
@@ -205,6 +206,7 @@ class Panel(w.VBox):
             self.run_all.disabled = running
             self.cancel.disabled = not running
             self.progress_line.value = html.escape(progress.summary()) if running else ""
+            self.bars.layout.display = "flex" if running else "none"  # bars only while a run goes
             if running:
                 total = max(len(progress.stages), 1)
                 done = sum(1 for p in progress.progress.values() if p.state in ("ran", "failed"))
@@ -222,11 +224,11 @@ class Panel(w.VBox):
                 self.table.children = children
 
     def _row(self, name: str) -> w.HBox:
-        cells = [w.HTML(f"<b>{html.escape(name)}</b>", layout=w.Layout(width="110px")),
-                 w.HTML(layout=w.Layout(width="260px")), w.HTML(layout=w.Layout(width="360px", overflow="hidden")),
-                 w.HTML(layout=w.Layout(width="150px")),
-                 self._button("Run this stage", "play", lambda _: self._start([name])),
-                 self._button("Run from here", "forward", lambda _: self._start(from_stage=name))]
+        cells = [w.HTML(f"<b>{html.escape(name)}</b>", layout=w.Layout(width="100px")),
+                 w.HTML(layout=w.Layout(width="190px")), w.HTML(layout=w.Layout(width="290px", overflow="hidden")),
+                 w.HTML(layout=w.Layout(width="120px")),
+                 self._button("Run this stage", "play", lambda _: self._start([name]), width="130px"),
+                 self._button("Run from here", "forward", lambda _: self._start(from_stage=name), width="130px")]
         row = w.HBox(cells)
         row.stage = name
         row.add_class("nbprod-stage")
@@ -262,9 +264,8 @@ class Panel(w.VBox):
         links_cell.value = " · ".join(links)
         run_one.disabled = run_from.disabled = progress is not None
 
-    def _button(self, description: str, icon: str, handler) -> w.Button:
-        button = w.Button(description=description, icon=icon, tooltip=description,
-                          layout=w.Layout(width="auto"))
+    def _button(self, description: str, icon: str, handler, width: str = "auto") -> w.Button:
+        button = w.Button(description=description, icon=icon, tooltip=description, layout=w.Layout(width=width))
         button.on_click(handler)
         return button
 
