@@ -32,11 +32,11 @@ def dashboard_records(work: Path, size: Size) -> list[Row]:
     from nbprod.monitor.watch import monitor
     from nbprod.project import load_project
 
-    from .scenarios import Row, _clean_env, median
+    from .scenarios import Row, median
 
     count = 20 if size.tiny else 500
     root = P.copy_project(P.nbprod_template(work), work / "monitor")
-    P.sh(P.tool("nbprod"), "run", "--no-report", cwd=root, env=_clean_env())
+    P.sh(P.tool("nbprod"), "run", "--no-report", cwd=root)
     with open(root / "pyproject.toml", "a", encoding="utf-8") as handle:
         handle.write(RULES)
     P.git_commit_all(root)
