@@ -341,6 +341,20 @@ def _conditional_binds(statement: ast.stmt) -> set[str]:
     return set()
 
 
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_RANGE = re.compile(rf"^\s*([A-Za-z_.][\w.]*)\s*(?:=|<-)[^#]*#.*?\brange:\s*({_NUMBER})\s*\.\.\s*({_NUMBER})")
+
+
+def declared_ranges(source: str) -> dict[str, tuple[float, float]]:
+    """The ranges a parameters cell declares in trailing comments: ``rate = 0.1  # range: 0..1``."""
+    ranges = {}
+    for line in source.split("\n"):
+        match = _RANGE.match(line)
+        if match:
+            ranges[match.group(1)] = (float(match.group(2)), float(match.group(3)))
+    return ranges
+
+
 def literal_assignments(source: str) -> tuple[dict[str, object], tuple[int, str] | None]:
     """The NAME = literal assignments of a parameters cell, or the first offending (line, code)."""
     code, opaque, _ = sanitize(source)

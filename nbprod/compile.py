@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .analysis import declared_ranges
 from .carry import PRELUDE_TAG
 from .errors import NbprodError
 from .notebook import atomic_write, code_cell, dumps_notebook, markdown_cell
@@ -272,11 +273,27 @@ def _params_yaml(project: Project, pipeline: Pipeline, state: dict) -> tuple[str
                 if edited:
                     continue
             section[key] = value
+        if spec.params_cell is not None:
+            for key, bounds in declared_ranges(spec.params_cell.source).items():
+                if key in section:
+                    check_param_range(spec, key, _plain(section[key]), bounds)
         defaults[spec.section] = spec.params
     stream = io.StringIO()
     _yaml().dump(doc, stream)
     text = stream.getvalue()
     return ("" if text.strip() in ("{}", "") else text), _plain(defaults)
+
+
+def check_param_range(spec: NotebookSpec, key: str, value: object, bounds: tuple[float, float]) -> None:
+    """A number outside the range its parameters cell declares (``# range: LOW..HIGH``) is refused."""
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or low <= value <= high:
+        return
+    shown = "..".join(str(int(b)) if float(b).is_integer() else str(b) for b in bounds)
+    raise NbprodError(f"{spec.section}.{key} = {value!r} is outside its range {shown}", spec.path,
+                      spec.params_cell.number if spec.params_cell else None,
+                      fix=f"use a value from {shown.replace('..', ' to ')}, or change the range: comment of {key} "
+                          "in the parameters cell")
 
 
 def _load_state(project: Project) -> dict:

@@ -89,6 +89,20 @@ def test_bad_values_are_refused_and_nothing_changes(form_project, name, value, w
     assert tree_digest(form_project) == before
 
 
+def test_out_of_range_gets_the_same_words_from_compile_and_the_form(form_project):
+    from nbprod.widgets.params import save
+
+    form = _form(form_project)
+    with pytest.raises(NbprodError) as caught:
+        save(form, {"rate": 1.5})
+    text = (form_project / "params.yaml").read_text()
+    (form_project / "params.yaml").write_text(text.replace("rate: 0.1", "rate: 1.5"))
+    done = nbprod("compile", cwd=form_project, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"nbprod: error: {caught.value}"
+    assert "notebooks/fit.ipynb cell 1: fit.rate = 1.5 is outside its range 0..1" in done.stderr
+
+
 def test_non_literal_text_gets_compiles_words(form_project):
     from nbprod.widgets.params import parse_text
 

@@ -2,7 +2,8 @@
 checked with compile's rules, saved back to params.yaml atomically. No ipywidgets here.
 
 A parameter may declare a range in a trailing comment of its line in the parameters cell,
-``threshold = 0.5  # range: 0..1``; the form then shows a slider and refuses values outside it.
+``threshold = 0.5  # range: 0..1`` (read by ``analysis.declared_ranges``); the form then shows a
+slider, and both the form and compile refuse values outside it (``compile.check_param_range``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from nbprod.analysis import literal_assignments
+from nbprod.analysis import declared_ranges, literal_assignments
+from nbprod.compile import check_param_range
 from nbprod.errors import NbprodError
 from nbprod.notebook import atomic_write
+from nbprod.pipeline import NotebookSpec
 from nbprod.project import Project
 
-_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-_RANGE = re.compile(rf"^\s*([A-Za-z_]\w*)\s*(?::[^=#]*)?=[^#]*#.*?\brange:\s*({_NUMBER})\s*\.\.\s*({_NUMBER})")
 # compile's own advice for a parameters cell line that is not a literal (nbprod.pipeline).
 LITERAL_FIX = ("keep only NAME = value lines (numbers, strings, booleans, None, lists, dicts) "
                "and move other code to a stage cell")
@@ -46,6 +47,7 @@ class NotebookParams:
     section: str                    # its params.yaml section
     cell: int                       # the parameters cell's number
     params: list[Param]
+    spec: NotebookSpec
 
     def get(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
@@ -64,14 +66,14 @@ def notebook_params(project: Project, notebook: Path) -> NotebookParams:
         raise NbprodError("has no parameters cell", rel, fix="tag the cell of NAME = value lines 'parameters'")
     section = (_load(project.root / "params.yaml") or {}).get(spec.section) or {}
     lines = spec.params_cell.source.split("\n")
+    ranges = declared_ranges(spec.params_cell.source)
     params = []
     for name, default in spec.params.items():
         line = next((i for i, text in enumerate(lines, 1) if re.match(rf"\s*{name}\s*[:=]", text)), 1)
-        match = _RANGE.match(lines[line - 1])
-        low, high = (float(match.group(2)), float(match.group(3))) if match and match.group(1) == name else (None, None)
+        low, high = ranges.get(name, (None, None))
         params.append(Param(name, default, section.get(name, default) if isinstance(section, dict) else default,
                             line, low, high))
-    return NotebookParams(project, rel, spec.section, spec.params_cell.number, params)
+    return NotebookParams(project, rel, spec.section, spec.params_cell.number, params, spec)
 
 
 def parse_text(form: NotebookParams, name: str, text: str) -> object:
@@ -108,11 +110,8 @@ def check(form: NotebookParams, name: str, value: object) -> object:
         raise NbprodError(f"{form.section}.{name} is {_kind(value)}, but the parameters cell makes it {param.kind}",
                           "params.yaml", fix=f"give {name} {param.kind}, as line {param.line} of the "
                           f"parameters cell of {form.notebook} does")
-    if param.low is not None and not (param.low <= value <= param.high):
-        bounds = f"{_num(param.low)}..{_num(param.high)}"
-        raise NbprodError(f"{form.section}.{name} = {value!r} is outside its range {bounds}", form.notebook, form.cell,
-                          fix=f"use a value from {_num(param.low)} to {_num(param.high)}, or change the range: "
-                              f"comment on line {param.line} of the parameters cell")
+    if param.low is not None:
+        check_param_range(form.spec, name, value, (param.low, param.high))  # compile's own check and words
     return value
 
 
@@ -186,7 +185,3 @@ def _same_kind(default: object, value: object) -> bool:
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return True  # rate = 1 for rate = 0.1 is fine; n_estimators = 12.5 for 100 is not
     return _kind(default) == _kind(value)
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
