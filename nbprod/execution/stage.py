@@ -200,30 +200,16 @@ class _CellFailed(Exception):
 
 SNAPSHOT_EVERY = 1.0  # seconds between in-progress writes of the executed notebook
 
-OPTIONAL_IMPORTS = ("pyarrow", "isoduration", "rfc3986_validator", "rfc3339_validator", "rfc3987", "webcolors",
-                    "uri_template", "fqdn", "jsonpointer")
-
 
 def import_papermill():
-    # jsonschema imports rfc3987_syntax only to check the "iri" string format, which notebook
-    # schemas never use; building its ~35 Lark parsers costs ~3 s per process. Without the module,
-    # jsonschema skips that one optional checker (an ImportError it expects), nothing else changes.
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
-    # Optional imports nothing in this process uses: Papermill's HDFS handler imports pyarrow (and
-    # numpy), ~0.7 s, for hdfs:// paths only; jsonschema's other string-format checkers (arrow and
-    # friends) serve format validation, which nbformat does not ask for. They are blocked only
-    # while Papermill is imported, so later imports work as usual.
-    blocked = [name for name in OPTIONAL_IMPORTS if name not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None  # type: ignore[assignment]
-    try:
+    """Papermill, nbformat and the engine class, without the optional imports nothing here uses
+    (nbprod.lightimports)."""
+    from ..lightimports import without_optional_imports
+
+    with without_optional_imports():
         import nbformat
         import papermill
         from papermill.engines import NBClientEngine, papermill_engines
-    finally:
-        for name in blocked:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
 
     _cached_validators()
     return nbformat, papermill, NBClientEngine, papermill_engines
