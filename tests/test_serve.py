@@ -90,6 +90,11 @@ def test_refuses_an_unknown_serve_setting(served_copy):
     assert "pyproject.toml" in line and "split" in line
 
 
+def test_refuses_a_port_in_use(server, served):
+    line = one_line_error(nbprod("serve", "--port", str(server.port), cwd=served, check=False))
+    assert f"cannot listen on 127.0.0.1:{server.port}" in line and "--port" in line
+
+
 # --- the endpoints -------------------------------------------------------------------------------
 
 def test_predict_records_and_columns_with_version_header(server, served):
@@ -182,6 +187,7 @@ def bad_requests(good: dict) -> list[tuple[str, object, str | None]]:
         ("oversized body", b'{"records": [' + b" " * 1_000_001 + b"]}", None),
         ("huge number", b'{"records": [' + json.dumps({**good, "mean_area": 0.0}).replace(
             '"mean_area": 0.0', '"mean_area": 1e999').encode() + b"]}", "mean_area"),
+        ("nested too deeply", b'{"records": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", None),
         ("outside the declared range", {"records": [{**good, "mean_radius": 1000.0}]}, "mean_radius"),
         ("row count past the limit in columns", {"columns": {k: [v] * 1001 for k, v in good.items()}}, None),
     ]

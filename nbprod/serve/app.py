@@ -197,6 +197,8 @@ async def _read_json(request, limit: int):
         return json.loads(b"".join(chunks))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ContractError(400, f"the body is not valid JSON ({str(exc)[:120]})") from None
+    except RecursionError:
+        raise ContractError(400, "the body's JSON is nested too deeply") from None
 
 
 def _observe(metrics: ServeMetrics, variant: str, answer: dict, latency: float) -> None:

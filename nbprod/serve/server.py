@@ -34,9 +34,23 @@ def preload(settings: ServeSettings) -> tuple[LoadedModel, LoadedModel | None]:
     return loaded[0], (loaded[1] if len(loaded) > 1 else None)
 
 
+def _require_free(host: str, port: int) -> None:
+    """One line instead of uvicorn's log when the address is taken (checked again by the real bind)."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise NbprodError(f"cannot listen on {host}:{port} ({reason})", "--port",
+                          fix="choose another --port, or stop what listens there") from None
+
+
 def serve(settings: ServeSettings) -> None:
     import uvicorn
 
+    _require_free(settings.host, settings.port)
     prod, challenger = preload(settings)
     where = f"http://{settings.host}:{settings.port}"
     mode = f"pinned to {prod.version}" if settings.version else f"polling tags every {settings.poll_interval:g} s"
