@@ -61,6 +61,12 @@ def stages_notebook(count: int, body: str = "x = 1", prefix: str = "s", independ
     return notebook([([f"stage:{prefix}{i:03d}"], body) for i in range(count)])
 
 
+def chain_notebook(count: int, body: str = "x = 1", prefix: str = "s") -> dict:
+    """``count`` stages of ``body``, each after the one before (``after:`` tags: no data passed)."""
+    return notebook([([f"stage:{prefix}{i:03d}"] + ([f"after:{prefix}{i - 1:03d}"] if i else []), body)
+                     for i in range(count)])
+
+
 def git_commit_all(root: Path) -> None:
     sh("git", "add", "-A", cwd=root)
     sh("git", "-c", "user.name=bench", "-c", "user.email=bench@nbprod.invalid", "commit", "-q", "-m", "bench",

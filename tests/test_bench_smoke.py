@@ -10,9 +10,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-SCENARIOS = ("cold: nbprod run", "dvc.yaml + papermill (peer)", "stage overhead", "import nbprod.record",
-             "no-op nbprod run", "-j 2", "compile a 50-cell notebook", "nbprod.validate 10,000 x 10",
-             "drift 5,000 x 20 vs same-size reference")
+SCENARIOS = (
+    "cold: nbprod run (default flags)",
+    "cold: nbprod run --no-report",
+    "dvc.yaml + papermill (peer)",
+    "3-stage chain of trivial stages, cold",
+    "import nbprod.record",
+    "no-op nbprod run, 5-stage chain",
+    "no-op nbprod run, tiny 2-stage pipeline",
+    "-j 2",
+    "compile a 50-cell notebook",
+    "nbprod.validate 10,000 x 10",
+    "drift 5,000 x 20 vs same-size reference",
+)
 
 
 def test_benchmarks_tiny_mode_prints_one_row_per_scenario(tmp_path):
@@ -25,13 +35,8 @@ def test_benchmarks_tiny_mode_prints_one_row_per_scenario(tmp_path):
     for scenario in SCENARIOS:
         assert sum(scenario in line for line in table.splitlines()) == 1, scenario
     result = json.loads(out.read_text())
-    assert len(result["rows"]) == len(SCENARIOS)
+    assert len(result["rows"]) >= len(SCENARIOS)  # other modules (dask, monitor, ...) add their rows
     for row in result["rows"]:
         assert row["nbprod"] > 0 and row["baseline"] > 0
-        if "stage overhead" in row["scenario"]:
-            # Seconds per stage above a bare kernel start: below zero when a stage (kernel forked
-            # from the run's pool) costs less than starting a kernel.
-            assert math.isfinite(row["ratio"]) and row["ratio"] < row["nbprod"]
-        else:
-            assert row["ratio"] > 0
+        assert row["ratio"] > 0 and math.isfinite(row["ratio"])
         assert ("met" if row["met"] else "MISSED") in next(l for l in table.splitlines() if row["scenario"] in l)
