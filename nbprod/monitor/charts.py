@@ -51,7 +51,8 @@ def time_chart(title: str, series: list[Series], thresholds: list[list[tuple[flo
         low, high = low - pad, high + pad
     else:
         pad = (high - low) * 0.08
-        low, high = low - pad, high + pad
+        # shares, scores and durations are never negative: no axis below 0 for them
+        low, high = (low - pad if low - pad >= 0 or low < 0 else 0.0), high + pad
     span = (t1 - t0) or 1.0
 
     def sx(t: float) -> float:
