@@ -153,6 +153,11 @@ def test_cli_run_shows_up_holds_the_lock_and_cancel_stops_it(slow_project, kerne
         assert cli.returncode != 0
         kernel.wait_for("p.following is None and p.states().get('slow') not in ('running', None)")
         assert cli_status(root)["slow"] != "up to date"
+        # The panel says the stage failed, and why (the interrupt, from the run's events).
+        assert kernel.value("p.states()['slow']") == "failed"
+        why = kernel.value("next(r for r in p.table.children if r.stage == 'slow').children[1].value")
+        assert "stage &#x27;slow&#x27; interrupted" in why
+        assert "run failed: the run stopped before its end" in kernel.value("p.message.value")
     finally:
         if cli.poll() is None:
             os.killpg(cli.pid, signal.SIGKILL)

@@ -113,6 +113,16 @@ class RunProgress:
                 stage.notebook = event.get("notebook")
                 stage.report = event.get("report")
 
+    def stopped(self, message: str) -> None:
+        """The run's process is gone without writing run_end (Ctrl-C, Cancel, kill): stages it left
+        running were interrupted."""
+        self.ended, self.ok, self.message = True, False, message
+        for stage in self.progress.values():
+            if stage.state == "running":
+                stage.state = "failed"
+                where = f" in cell {stage.cell} of {stage.cells}" if stage.cell else ""
+                stage.message = f"stage {stage.name!r} interrupted{where}: {message}"
+
     def running_stage(self) -> StageProgress | None:
         return next((p for p in self.progress.values() if p.state == "running"), None)
 

@@ -170,9 +170,9 @@ class Panel(w.VBox):
                 progress.read()
                 self.following, self.last_run = None, progress
                 self.control.reap()
-                failure = self.control.own_failure()
-                if failure and not progress.ended:
-                    progress.ended, progress.ok, progress.message = True, False, failure
+                if not progress.ended:
+                    why = self.control.own_failure() or "the run stopped before its end (cancelled or killed)"
+                    progress.stopped(why)
         if finished:
             self._say(progress.summary(), error=not progress.ok)
             self._render()
