@@ -191,10 +191,8 @@ def _report_worker(project):
 
 def _finish_reports(project, reports) -> None:
     """Wait for the reports still rendering; a no-op run renders (and writes) nothing."""
-    from .report.worker import LOG
-
     if reports.finish() != 0:
-        print(f"nbprod: rendering the reports failed; see {LOG}", file=sys.stderr)
+        print(f"nbprod: rendering the reports failed; see {project.rel(reports.log)}", file=sys.stderr)
     index = project.root / REPORTS_DIR / "index.html"
     if index.exists():
         print(f"Reports: {index}")

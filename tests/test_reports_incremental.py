@@ -44,7 +44,9 @@ def test_run_renders_each_report_once_and_a_noop_run_writes_nothing(project):
         assert '<meta name="nbprod-rendered-from"' in html and f"Stage <code>{stage}</code>" in html
     assert not stale_stage_reports(project) and not index_stale(project)
     # One worker process rendered every report of the run (nbconvert loaded once), index last.
-    log = (project / ".nbprod" / "report-worker.log").read_text().splitlines()
+    logs = sorted((project / ".nbprod" / "runs").glob("*/reports.log"))
+    assert len(logs) == 1  # one worker, in the run's folder
+    log = logs[0].read_text().splitlines()
     executed = sorted(p.stem for p in (project / "reports").glob("*.ipynb"))
     assert set(stages) <= set(executed)
     assert sorted(log[:-1]) == [f"rendered reports/{s}.html" for s in executed]

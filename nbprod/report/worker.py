@@ -14,9 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..project import GENERATED_DIR
+from ..project import RUNS_DIR
 
-LOG = f"{GENERATED_DIR}/report-worker.log"
+LOG_NAME = "reports.log"  # in the run's folder, beside dvc.log
 
 
 class ReportWorker:
@@ -27,10 +27,13 @@ class ReportWorker:
         self.project = project
         self.root = Path(project.root)
         self.process: subprocess.Popen | None = None
+        self.log = self.root / RUNS_DIR / LOG_NAME  # until the run says its id
 
     def on_event(self, event: dict) -> None:
         kind = event.get("event")
-        if kind == "stage_start":
+        if kind == "run_start" and event.get("run") and self.process is None:
+            self.log = self.root / RUNS_DIR / str(event["run"]) / LOG_NAME
+        elif kind == "stage_start":
             self._start()
         elif kind == "stage_end" and event.get("stage"):
             self._send(f"stage {event['stage']}")
@@ -57,9 +60,8 @@ class ReportWorker:
     def _start(self) -> None:
         if self.process is not None:
             return
-        log = self.root / LOG
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "wb") as out:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
             self.process = subprocess.Popen([sys.executable, "-m", "nbprod.report.worker", str(self.root)],
                                             stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
                                             cwd=self.root, text=True)
