@@ -158,6 +158,11 @@ def test_cli_run_shows_up_holds_the_lock_and_cancel_stops_it(slow_project, kerne
         why = kernel.value("next(r for r in p.table.children if r.stage == 'slow').children[1].value")
         assert "stage &#x27;slow&#x27; interrupted" in why
         assert "run failed: the run stopped before its end" in kernel.value("p.message.value")
+        # Running the panel's cell again replaces the old panel: it stops following and says so.
+        kernel.run("q = nbprod.panel(poll=0.3)")
+        assert kernel.value("p._closed.is_set() and not q._closed.is_set()") is True
+        assert "a newer panel" in kernel.value("p.message.value")
+        assert kernel.value("p.button('Run all').disabled") is True
     finally:
         if cli.poll() is None:
             os.killpg(cli.pid, signal.SIGKILL)

@@ -31,6 +31,10 @@ STATE_COLOURS = {"up to date": "#1a7f37", "changed": "#9a6700", "never run": "#6
 class Panel(w.VBox):
     """The panel widget; ``button(description, stage)`` finds a button the way a user would."""
 
+    # The panel of each project that follows runs in this kernel: running a panel's cell again
+    # replaces it, so old outputs do not keep polling and asking status.
+    _following: dict[Path, Panel] = {}
+
     def __init__(self, root: Path, here: Path, poll: float = 0.5):
         super().__init__()
         self.add_class("nbprod-panel")
@@ -58,6 +62,10 @@ class Panel(w.VBox):
         self.children = [self.title, w.HBox([self.run_all, self.cancel, self.refresh_button]),
                          self.progress_line, self.bars, self.message, self.table]
         self.refresh(wait=True)
+        previous = Panel._following.get(root)
+        if previous is not None:
+            previous.stop("a newer panel of this project follows its runs")
+        Panel._following[root] = self
         self._thread = threading.Thread(target=self._follow_loop, name="nbprod-panel", daemon=True)
         self._thread.start()
 
@@ -82,8 +90,18 @@ class Panel(w.VBox):
         else:
             threading.Thread(target=self._refresh, daemon=True).start()
 
+    def stop(self, reason: str) -> None:
+        """Stop following runs (the widget stays as it is, and says why)."""
+        self._closed.set()
+        self._say(reason)
+        for button in _walk(self):
+            if isinstance(button, w.Button):
+                button.disabled = True
+
     def close(self) -> None:
         self._closed.set()
+        if Panel._following.get(self.root) is self:
+            del Panel._following[self.root]
         super().close()
 
     # --- status --------------------------------------------------------------------------------
