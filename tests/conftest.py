@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import nbprod, run
+from helpers import fault_notebook, fault_outputs, nbprod, run, save_nb
 
 @pytest.fixture(scope="session")
 def template_project(tmp_path_factory) -> Path:
@@ -42,3 +42,31 @@ def ran_copy(ran_project, tmp_path) -> Path:
     target = tmp_path / "proj"
     shutil.copytree(ran_project, target, symlinks=True)
     return target
+
+
+@pytest.fixture(scope="module")
+def fault_base(template_project, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faults") / "proj"
+    shutil.copytree(template_project, root, symlinks=True)
+    for path in (root / "notebooks").glob("*.ipynb"):
+        path.unlink()
+    save_nb(root / "notebooks/work.ipynb", fault_notebook())
+    nbprod("compile", cwd=root)
+    run("git", "add", "-A", cwd=root)
+    run("git", "commit", "-q", "-m", "fault pipeline", cwd=root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def fault_reference(fault_base, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("reference") / "proj"
+    shutil.copytree(fault_base, root, symlinks=True)
+    nbprod("run", "--no-report", cwd=root, timeout=300)
+    return fault_outputs(root)
+
+
+@pytest.fixture
+def fault_copy(fault_base, tmp_path) -> Path:
+    root = tmp_path / "proj"
+    shutil.copytree(fault_base, root, symlinks=True)
+    return root

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,3 +155,85 @@ class JupyterServer:
             self.process.kill()
             self.process.wait(timeout=15)
         self.log.close()
+
+
+# The fault pipeline (tests/test_faults.py, tests/test_concurrency.py; fixtures in conftest.py).
+FAULT_STAGE_TWO = '''import os, pathlib, signal, time
+fault = os.environ.get("NBPROD_TEST_FAULT", "")
+marker = os.environ.get("NBPROD_TEST_MARKER")
+if marker:
+    pathlib.Path(marker).write_text(fault)
+if fault == "raise":
+    raise RuntimeError("injected failure")
+if fault == "exit":
+    os._exit(3)
+if fault == "sigkill":
+    os.kill(os.getpid(), signal.SIGKILL)
+if fault == "oom":
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    hog = [bytearray(64 << 20) for _ in range(64)]
+if fault == "hang":
+    release = os.environ.get("NBPROD_TEST_RELEASE", "")
+    deadline = time.monotonic() + 90  # bounded even if nobody stops it
+    while time.monotonic() < deadline and not (release and os.path.exists(release)):
+        time.sleep(0.2)
+size = 64 << 20 if fault == "bigwrite" else 0
+with open("second.txt", "w") as out:
+    out.write(f"{base * factor}\\n")
+    for _ in range(size // (1 << 20)):
+        out.write("x" * (1 << 20))
+'''
+
+
+def fault_notebook() -> dict:
+    """A two-stage notebook whose second stage fails, dies, hangs or writes a lot as NBPROD_TEST_FAULT says."""
+    cells = [("factor = 2", ["parameters"]),
+             ("import pathlib\nbase = 21\npathlib.Path('first.txt').write_text(str(base))\n",
+              ["stage:first", "outs:first.txt"]),
+             (FAULT_STAGE_TWO, ["stage:second", "outs:second.txt"])]
+    return {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {"tags": tags}, "outputs": [],
+                       "source": source} for source, tags in cells],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+def fault_outputs(root: Path) -> dict:
+    """What a user compares between runs: their files, the metrics, and what dvc.lock records of them."""
+    from ruamel.yaml import YAML
+
+    lock = YAML(typ="safe", pure=True).load((root / "dvc.lock").read_text(encoding="utf-8"))
+    recorded = {}
+    for name, stage in lock["stages"].items():
+        recorded[name] = {"deps": {d["path"]: d.get("md5") for d in stage.get("deps", [])},
+                          "params": stage.get("params"),
+                          "outs": {o["path"]: o.get("md5") for o in stage.get("outs", [])
+                                   if not o["path"].startswith("reports/")}}
+    return {"first.txt": (root / "notebooks/first.txt").read_text(),
+            "second.txt": (root / "notebooks/second.txt").read_text(),
+            "metrics": {p.name: p.read_text() for p in sorted((root / "metrics").glob("*.json"))},
+            "lock": recorded}
+
+
+def wait_for(check, limit: float, what: str) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {limit:.0f}s")
+        time.sleep(0.2)
+
+
+def wait_for_run(server: JupyterServer, run_id: str, timeout: float = 240) -> list[dict]:
+    """The events of a run started through the server's REST API, once it has ended."""
+    events: list[dict] = []
+    offset = 0
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = server.api("GET", f"runs/{run_id}/events", params={"path": "proj", "offset": offset}).json()
+        assert state["offset"] >= offset
+        offset = state["offset"]
+        events += state["events"]
+        if not state["running"]:
+            return events
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} still going after {timeout} s")

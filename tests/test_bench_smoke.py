@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 SCENARIOS = (
@@ -25,6 +27,7 @@ SCENARIOS = (
 )
 
 
+@pytest.mark.slow  # every benchmark scenario in tiny mode: minutes
 def test_benchmarks_tiny_mode_prints_one_row_per_scenario(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--json", str(out)], cwd=REPO,

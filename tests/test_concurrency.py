@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, nbprod, tree_digest
-from test_faults import _outputs, _wait_for, copy, fault_base, reference  # noqa: F401  (fixtures)
+from helpers import BIN, fault_outputs, nbprod, tree_digest, wait_for
+
+pytestmark = pytest.mark.slow  # every test here holds a real run while another one starts
 
 LOCKED = ("nbprod: error: .nbprod/run.lock: another nbprod run is in progress (pid {pid}). "
           "Fix: wait for it to finish, or cancel it, then run again")
@@ -26,7 +27,7 @@ def _hold(root: Path, tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
            "NBPROD_TEST_RELEASE": str(release), "NBPROD_TEST_TOKEN": uuid.uuid4().hex}
     process = subprocess.Popen([str(BIN / "nbprod"), "run", "--no-report"], cwd=root, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    _wait_for(lambda: marker.exists() or process.poll() is not None, 240, "the first run's stage to start")
+    wait_for(lambda: marker.exists() or process.poll() is not None, 240, "the first run's stage to start")
     assert process.poll() is None, process.communicate()
     return process, marker, release
 
@@ -46,23 +47,23 @@ def _second_run_refused(root: Path) -> None:
     assert sorted(p.name for p in (root / ".nbprod/runs").iterdir()) == runs, "a refused run left a run record"
 
 
-def test_second_cli_run_refuses_while_the_first_holds_the_lock(copy, reference, tmp_path):
-    process, _, release = _hold(copy, tmp_path)
+def test_second_cli_run_refuses_while_the_first_holds_the_lock(fault_copy, fault_reference, tmp_path):
+    process, _, release = _hold(fault_copy, tmp_path)
     try:
-        assert _lock_holder(copy) == str(process.pid)
-        _second_run_refused(copy)
+        assert _lock_holder(fault_copy) == str(process.pid)
+        _second_run_refused(fault_copy)
     finally:
         release.touch()
         out, err = process.communicate(timeout=240)
     assert process.returncode == 0, out + err
-    assert _outputs(copy) == reference
+    assert fault_outputs(fault_copy) == fault_reference
     # With the lock free again, the next run goes ahead (and finds everything up to date).
-    assert nbprod("run", "--no-report", cwd=copy, timeout=240).returncode == 0
+    assert nbprod("run", "--no-report", cwd=fault_copy, timeout=240).returncode == 0
 
 
 @pytest.mark.slow
-def test_a_run_from_jupyterlab_and_one_from_the_cli_do_not_corrupt_each_other(fault_base, reference, tmp_path):
-    from test_server import Server, wait_for_run
+def test_a_run_from_jupyterlab_and_one_from_the_cli_do_not_corrupt_each_other(fault_base, fault_reference, tmp_path):
+    from helpers import JupyterServer, wait_for_run
 
     import shutil
 
@@ -74,7 +75,7 @@ def test_a_run_from_jupyterlab_and_one_from_the_cli_do_not_corrupt_each_other(fa
     (tmp_path / "jupyter").mkdir()
     os.environ.update(NBPROD_TEST_FAULT="hang", NBPROD_TEST_MARKER=str(marker), NBPROD_TEST_RELEASE=str(release))
     try:
-        server = Server(root, tmp_path / "jupyter")
+        server = JupyterServer(root, tmp_path / "jupyter")
     finally:
         for key in ("NBPROD_TEST_FAULT", "NBPROD_TEST_MARKER", "NBPROD_TEST_RELEASE"):
             os.environ.pop(key)
@@ -83,12 +84,12 @@ def test_a_run_from_jupyterlab_and_one_from_the_cli_do_not_corrupt_each_other(fa
         started = server.api("POST", "runs", json={"path": "proj", "stages": []})
         assert started.status_code == 202, started.text
         run_id = started.json()["id"]
-        _wait_for(marker.exists, 240, "the server's run to reach stage 'second'")
+        wait_for(marker.exists, 240, "the server's run to reach stage 'second'")
         _second_run_refused(project)
         release.touch()
         events = wait_for_run(server, run_id)
         assert events[-1]["event"] == "run_end" and events[-1]["ok"] is True, events[-3:]
-        assert _outputs(project) == reference
+        assert fault_outputs(project) == fault_reference
         # The other way round: a terminal run holds the lock, a run from JupyterLab fails cleanly.
         marker.unlink()
         release.unlink()
@@ -119,5 +120,5 @@ def _server_run_result(server, run_id: str) -> dict:
         state.update(server.api("GET", f"runs/{run_id}/events", params={"path": "proj"}).json())
         return not state["running"]
 
-    _wait_for(ended, 120, f"server run {run_id} to end")
+    wait_for(ended, 120, f"server run {run_id} to end")
     return state

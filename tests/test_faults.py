@@ -16,95 +16,15 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
-from helpers import BIN, nbprod, run, save_nb
+from helpers import BIN, fault_outputs, nbprod, wait_for
 
-STAGE_TWO = '''import os, pathlib, signal, time
-fault = os.environ.get("NBPROD_TEST_FAULT", "")
-marker = os.environ.get("NBPROD_TEST_MARKER")
-if marker:
-    pathlib.Path(marker).write_text(fault)
-if fault == "raise":
-    raise RuntimeError("injected failure")
-if fault == "exit":
-    os._exit(3)
-if fault == "sigkill":
-    os.kill(os.getpid(), signal.SIGKILL)
-if fault == "oom":
-    import resource
-    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-    hog = [bytearray(64 << 20) for _ in range(64)]
-if fault == "hang":
-    release = os.environ.get("NBPROD_TEST_RELEASE", "")
-    deadline = time.monotonic() + 90  # bounded even if nobody stops it
-    while time.monotonic() < deadline and not (release and os.path.exists(release)):
-        time.sleep(0.2)
-size = 64 << 20 if fault == "bigwrite" else 0
-with open("second.txt", "w") as out:
-    out.write(f"{base * factor}\\n")
-    for _ in range(size // (1 << 20)):
-        out.write("x" * (1 << 20))
-'''
-
-
-def _notebook() -> dict:
-    cells = [("factor = 2", ["parameters"]),
-             ("import pathlib\nbase = 21\npathlib.Path('first.txt').write_text(str(base))\n",
-              ["stage:first", "outs:first.txt"]),
-             (STAGE_TWO, ["stage:second", "outs:second.txt"])]
-    return {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {"tags": tags}, "outputs": [],
-                       "source": source} for source, tags in cells],
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-            "nbformat": 4, "nbformat_minor": 5}
-
-
-@pytest.fixture(scope="module")
-def fault_base(template_project, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("faults") / "proj"
-    shutil.copytree(template_project, root, symlinks=True)
-    for path in (root / "notebooks").glob("*.ipynb"):
-        path.unlink()
-    save_nb(root / "notebooks/work.ipynb", _notebook())
-    nbprod("compile", cwd=root)
-    run("git", "add", "-A", cwd=root)
-    run("git", "commit", "-q", "-m", "fault pipeline", cwd=root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def reference(fault_base, tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("reference") / "proj"
-    shutil.copytree(fault_base, root, symlinks=True)
-    nbprod("run", "--no-report", cwd=root, timeout=300)
-    return _outputs(root)
-
-
-@pytest.fixture
-def copy(fault_base, tmp_path) -> Path:
-    root = tmp_path / "proj"
-    shutil.copytree(fault_base, root, symlinks=True)
-    return root
-
-
-def _outputs(root: Path) -> dict:
-    """What a user compares between runs: their files, the metrics, and what dvc.lock records of them."""
-    lock = YAML(typ="safe", pure=True).load((root / "dvc.lock").read_text(encoding="utf-8"))
-    recorded = {}
-    for name, stage in lock["stages"].items():
-        recorded[name] = {"deps": {d["path"]: d.get("md5") for d in stage.get("deps", [])},
-                          "params": stage.get("params"),
-                          "outs": {o["path"]: o.get("md5") for o in stage.get("outs", [])
-                                   if not o["path"].startswith("reports/")}}
-    return {"first.txt": (root / "notebooks/first.txt").read_text(),
-            "second.txt": (root / "notebooks/second.txt").read_text(),
-            "metrics": {p.name: p.read_text() for p in sorted((root / "metrics").glob("*.json"))},
-            "lock": recorded}
+pytestmark = pytest.mark.slow  # every test here runs, breaks and reruns the pipeline
 
 
 def _env(fault: str, marker: Path | None = None, token: str | None = None) -> dict:
@@ -126,14 +46,6 @@ def _processes_with(token: str) -> list[int]:
     return found
 
 
-def _wait_for(check, limit: float, what: str) -> None:
-    deadline = time.monotonic() + limit
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what} after {limit:.0f}s")
-        time.sleep(0.2)
-
-
 def _assert_whole_and_not_stale(root: Path, source: bytes) -> None:
     assert (root / "notebooks/work.ipynb").read_bytes() == source, "the source notebook changed"
     leftovers = [p for p in root.rglob(".*.tmp") if ".git" not in p.parts]
@@ -149,10 +61,10 @@ def _assert_whole_and_not_stale(root: Path, source: bytes) -> None:
     assert states["second"] != "up to date", "a stage that did not finish is reported up to date"
 
 
-def _recover(root: Path, reference: dict, source: bytes) -> None:
+def _recover(root: Path, fault_reference: dict, source: bytes) -> None:
     done = nbprod("run", "--no-report", cwd=root, check=False, timeout=300, env=_env(""))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert _outputs(root) == reference
+    assert fault_outputs(root) == fault_reference
     states = {s["name"]: s["state"] for s in json.loads(nbprod("status", "--json", cwd=root).stdout)}
     assert set(states.values()) == {"up to date"}
     assert (root / "notebooks/work.ipynb").read_bytes() == source
@@ -163,15 +75,15 @@ def _recover(root: Path, reference: dict, source: bytes) -> None:
     ("exit", "second"),
     ("oom", "MemoryError"),
 ])
-def test_failing_or_dying_kernel_then_fresh_run(copy, reference, fault, says):
-    source = (copy / "notebooks/work.ipynb").read_bytes()
-    done = nbprod("run", "--no-report", cwd=copy, check=False, timeout=300, env=_env(fault))
+def test_failing_or_dying_kernel_then_fresh_run(fault_copy, fault_reference, fault, says):
+    source = (fault_copy / "notebooks/work.ipynb").read_bytes()
+    done = nbprod("run", "--no-report", cwd=fault_copy, check=False, timeout=300, env=_env(fault))
     assert done.returncode == 1, done.stdout + done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("nbprod: ") and says in last and "Traceback" not in last, done.stderr
-    assert (copy / "notebooks/first.txt").read_text() == reference["first.txt"]
-    _assert_whole_and_not_stale(copy, source)
-    _recover(copy, reference, source)
+    assert (fault_copy / "notebooks/first.txt").read_text() == fault_reference["first.txt"]
+    _assert_whole_and_not_stale(fault_copy, source)
+    _recover(fault_copy, fault_reference, source)
 
 
 def _start_run(root: Path, fault: str, marker: Path, token: str) -> subprocess.Popen:
@@ -182,12 +94,12 @@ def _start_run(root: Path, fault: str, marker: Path, token: str) -> subprocess.P
 
 
 @pytest.mark.parametrize("how", ["kill -9", "Ctrl-C"])
-def test_interrupted_run_then_fresh_run(copy, reference, tmp_path, how):
-    source = (copy / "notebooks/work.ipynb").read_bytes()
+def test_interrupted_run_then_fresh_run(fault_copy, fault_reference, tmp_path, how):
+    source = (fault_copy / "notebooks/work.ipynb").read_bytes()
     marker, token = tmp_path / "second.started", uuid.uuid4().hex
-    process = _start_run(copy, "hang", marker, token)
+    process = _start_run(fault_copy, "hang", marker, token)
     try:
-        _wait_for(lambda: marker.exists() or process.poll() is not None, 240, "stage 'second' to start")
+        wait_for(lambda: marker.exists() or process.poll() is not None, 240, "stage 'second' to start")
         assert process.poll() is None, process.communicate()
         if how == "kill -9":
             os.kill(process.pid, signal.SIGKILL)
@@ -199,9 +111,9 @@ def test_interrupted_run_then_fresh_run(copy, reference, tmp_path, how):
             assert err.strip().splitlines()[-1] == "nbprod: interrupted", err
         # Nothing the run started may go on writing into the project after it is gone (after
         # kill -9 the stage process notices its run is gone: nbprod.execution.lifeline).
-        _wait_for(lambda: not _processes_with(token), 60, "the run's stage and kernel to stop")
-        _assert_whole_and_not_stale(copy, source)
-        _recover(copy, reference, source)
+        wait_for(lambda: not _processes_with(token), 60, "the run's stage and kernel to stop")
+        _assert_whole_and_not_stale(fault_copy, source)
+        _recover(fault_copy, fault_reference, source)
     finally:
         for pid in _processes_with(token):
             try:
@@ -217,7 +129,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_full_disk_while_writing_an_output(fault_base, reference, tmp_path):
+def test_full_disk_while_writing_an_output(fault_base, fault_reference, tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(disk)],
@@ -236,7 +148,7 @@ def test_full_disk_while_writing_an_output(fault_base, reference, tmp_path):
         _assert_whole_and_not_stale(root, source)
         if mounted:
             subprocess.run(["mount", "-o", "remount,size=512m", str(disk)], check=True)
-        _recover(root, reference, source)
+        _recover(root, fault_reference, source)
     finally:
         if mounted:
             subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -12,6 +12,7 @@ import ast
 import json
 from pathlib import Path
 
+import pytest
 from ruamel.yaml import YAML
 
 from nbprod.compile import compile_project
@@ -172,6 +173,7 @@ def test_exec_refuses_hostile_stage_names(project):
     _no_pwned(project)
 
 
+@pytest.mark.slow  # runs the pipeline with every hostile value (~40 s)
 def test_hostile_parameter_values_reach_the_kernel_exactly(project):
     _only_examples_removed(project)
     params_source = "\n".join(f"{key} = {value!r}" for key, value in PARAMS.items())

@@ -17,6 +17,8 @@ from ruamel.yaml import YAML
 
 from helpers import code_notebook, load_nb, nbprod, run
 
+pytestmark = pytest.mark.slow  # every test here runs pipelines with forked and launched kernels
+
 OBSERVE = r'''import gc, json, os, random, sys
 import numpy as np
 

@@ -17,6 +17,8 @@ import pytest
 
 from helpers import BIN, nbprod, run, tree_digest
 
+pytestmark = pytest.mark.slow  # the tests retrain, approve and roll back real runs of the example pipeline
+
 MODEL = ".nbprod/data/notebooks__model/train/model/value.joblib"
 GATES = '\n[tool.nbprod.gates]\nroc_auc = ">= 0.9"\naccuracy = ">= champion - 0.01"\n'
 

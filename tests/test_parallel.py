@@ -11,6 +11,8 @@ import pytest
 
 from helpers import code_notebook, load_nb, nbprod, run, tree_digest
 
+pytestmark = pytest.mark.slow  # every test here runs pipelines with DVC and real kernels
+
 BIN_DVC = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "dvc"
 
 # A diamond (b and c can run together), then a hand-written DVC stage that reads d's metrics.

@@ -70,6 +70,7 @@ def executed(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # the module's executed notebook: a real kernel run (~15 s)
 def test_scrapbook_reads_what_record_wrote(executed):
     import scrapbook as sb
 
@@ -87,6 +88,7 @@ def test_scrapbook_reads_what_record_wrote(executed):
     assert "image/png" in roc.display["data"]
 
 
+@pytest.mark.slow  # the module's executed notebook: a real kernel run (~15 s)
 def test_read_scraps_reads_record_and_glue(executed):
     nb = json.loads(executed.read_text())
     scraps = read_scraps(nb)
@@ -104,17 +106,20 @@ def test_read_scraps_reads_record_and_glue(executed):
     assert "glued_frame" not in read_scraps(nb, include_frames=False)
 
 
+@pytest.mark.slow  # the module's executed notebook: a real kernel run (~15 s)
 def test_metrics_are_the_numbers(executed):
     metrics = numeric_metrics(read_scraps(json.loads(executed.read_text()), include_frames=False))
     assert metrics == {"accuracy": 0.9375, "rows": 569, "glued_f1": 0.88, "glued_shown": 7}
 
 
+@pytest.mark.slow  # the module's executed notebook: a real kernel run (~15 s)
 def test_figure_is_shown_once(executed):
     nb = json.loads(executed.read_text())
     pngs = [o for o in nb["cells"][2]["outputs"] if "image/png" in o.get("data", {})]
     assert len(pngs) == 1 and pngs[0]["metadata"]["scrapbook"] == {"name": "roc", "data": False, "display": True}
 
 
+@pytest.mark.slow  # the module's executed notebook: a real kernel run (~15 s)
 def test_import_in_kernel_is_light(executed):
     nb = json.loads(executed.read_text())
     measured = json.loads("".join(nb["cells"][1]["outputs"][0]["text"]))

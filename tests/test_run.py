@@ -6,7 +6,11 @@ import json
 
 import yaml
 
+import pytest
+
 from helpers import BIN, find_cell, load_nb, nbprod, run, save_nb
+
+pytestmark = pytest.mark.slow  # every test here runs the example pipeline (about 10 s each)
 
 
 def stages_started(events_file) -> list[str]:

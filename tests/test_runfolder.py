@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from helpers import nbprod
 
 from nbprod.execution.runfolder import RunFolder, is_run_id, new_run_id, recent_runs
@@ -23,6 +25,7 @@ def test_ids_and_folders(tmp_path):
     assert recent_runs(tmp_path) == [folder.id, "20200101T000000-000000"]
 
 
+@pytest.mark.slow  # the example pipeline's session run, then a run
 def test_run_given_a_run_folder_events_file_writes_everything_there(ran_copy: Path):
     """What the Jupyter server does: it makes the folder, then runs `nbprod run --events FOLDER/events.jsonl`."""
     before = set(recent_runs(ran_copy, 1000))

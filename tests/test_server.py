@@ -3,80 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
+from helpers import JupyterServer, wait_for_run
+
 from nbprod.tags import SCHEMA
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, root: Path, workdir: Path):
-        self.root = root
-        self.token = secrets.token_hex(16)
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "JUPYTER_CONFIG_DIR": str(workdir / "config"),
-               "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"), "JUPYTER_DATA_DIR": str(workdir / "data")}
-        self.log = open(workdir / "server.log", "wb")
-        # The nbprod server extension is not named here: the config that pip installs must enable it.
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={self.port}",
-             "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={root}",
-             f"--IdentityProvider.token={self.token}"],
-            cwd=workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError((workdir / "server.log").read_text())
-            try:
-                if requests.get(f"{self.base}/api/status", headers=self.auth, timeout=2).ok:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError("jupyter server did not answer in 90 s")
-
-    @property
-    def auth(self) -> dict:
-        return {"Authorization": f"token {self.token}"}
-
-    def api(self, method: str, endpoint: str, **kwargs) -> requests.Response:
-        headers = {**self.auth, **kwargs.pop("headers", {})}
-        return requests.request(method, f"{self.base}/nbprod/api/{endpoint}", headers=headers, timeout=120, **kwargs)
-
-    def browser_session(self) -> requests.Session:
-        """A cookie-authenticated session, as JupyterLab in a browser has after logging in."""
-        session = requests.Session()
-        session.get(f"{self.base}/login", timeout=10)
-        xsrf = session.cookies.get("_xsrf")
-        login = session.post(f"{self.base}/login", data={"password": self.token, "_xsrf": xsrf}, timeout=10,
-                             allow_redirects=False)
-        assert login.status_code in (302, 303), login.text
-        return session
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -91,24 +29,9 @@ def server(tmp_path_factory):
     outside.mkdir()
     (root / "escape").symlink_to(outside, target_is_directory=True)
     workdir = tmp_path_factory.mktemp("jupyter")
-    srv = Server(root, workdir)
+    srv = JupyterServer(root, workdir)
     yield srv
     srv.stop()
-
-
-def wait_for_run(server: Server, run_id: str, timeout: float = 240) -> list[dict]:
-    events: list[dict] = []
-    offset = 0
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        state = server.api("GET", f"runs/{run_id}/events", params={"path": "proj", "offset": offset}).json()
-        assert state["offset"] >= offset
-        offset = state["offset"]
-        events += state["events"]
-        if not state["running"]:
-            return events
-        time.sleep(0.5)
-    raise AssertionError(f"run {run_id} still going after {timeout} s")
 
 
 def test_server_extension_is_enabled_by_the_installed_config():
@@ -243,7 +166,7 @@ def test_cancel_stops_a_run_even_from_another_server(server, tmp_path):
     started = server.api("POST", "runs", json={"path": "proj", "stages": [], "from": "prepare"})
     assert started.status_code == 202, started.text
     run_id = started.json()["id"]
-    other = Server(server.root, tmp_path)
+    other = JupyterServer(server.root, tmp_path)
     try:
         deadline = time.time() + 60
         offset, seen = 0, []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from test_server import Server
+from helpers import JupyterServer
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def server(tmp_path_factory):
     (root / "escape").symlink_to(top / "outside", target_is_directory=True)
     workdir = top / "jupyter"
     workdir.mkdir()
-    srv = Server(root, workdir)
+    srv = JupyterServer(root, workdir)
     srv.top = top
     yield srv
     srv.stop()

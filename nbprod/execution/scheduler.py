@@ -9,7 +9,7 @@ so ``dvc.lock`` comes out as a serial ``dvc repro`` writes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..compile import NBPROD_CMD
@@ -21,8 +21,6 @@ from ..project import Project
 @dataclass
 class ScheduleResult:
     ok: bool
-    ran: list[str] = field(default_factory=list)        # DVC stage names whose commands ran
-    skipped: list[str] = field(default_factory=list)    # unchanged (or restored from the run cache)
     failed: str | None = None                           # the first stage that failed
     message: str | None = None
 
@@ -112,7 +110,6 @@ class _Scheduler:
                 self._log(f"Stage '{name}' didn't change, skipping")
                 self.executor.discard(name)
                 self.state[stage] = "skipped"
-                self.result.skipped.append(name)
                 return
             if not dvc.needs_command(stage):
                 # Frozen stages and data sources: DVC only verifies and records them; do it serially.
@@ -123,7 +120,6 @@ class _Scheduler:
             if dvc.prepare_to_run(stage, self.force):
                 self._log(f"Stage '{name}' is cached - skipping run, checking out outputs")
                 self._save(stage)
-                self.result.skipped.append(name)
                 return
         except Exception as exc:  # noqa: BLE001 - DVC's own errors, reported like dvc repro
             self._fail(stage, f"failed to reproduce '{name}': {exc}")
@@ -160,7 +156,6 @@ class _Scheduler:
             self._fail(stage, finished.message or f"failed to reproduce '{stage.addressing}': failed to run: "
                               f"{' && '.join(dvc.cmd_lines(stage.cmd))}, exited with {finished.returncode}")
             return
-        self.result.ran.append(stage.addressing)
         try:
             self._save(stage)
         except Exception as exc:  # noqa: BLE001 - any DVC error while saving fails this stage, as in dvc repro
