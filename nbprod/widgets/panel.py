@@ -19,9 +19,12 @@ def panel(path: str | Path | None = None, poll: float = 0.5):
     here = Path(path or Path.cwd()).resolve()
     project = find_project(here)
     if not in_kernel():
-        from .status import stage_rows, stage_status, status_table
+        from .status import StatusError, stage_rows, stage_status, status_table
 
-        print(status_table(stage_rows(project.root, stage_status(project.root))))
+        try:
+            print(status_table(stage_rows(project.root, stage_status(project.root))))
+        except StatusError as exc:
+            print(f"nbprod: {exc}")
         return None
     from .view import Panel
 

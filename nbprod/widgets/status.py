@@ -43,23 +43,30 @@ class StatusError(Exception):
 
 def stage_status(root: Path, timeout: float = 120) -> list[dict]:
     """``nbprod status --json`` in the project root: [{name, state, reasons, details}]."""
-    done = subprocess.run([sys.executable, "-m", "nbprod", "status", "--json"], check=False, cwd=root,
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout,
-                          env={k: v for k, v in os.environ.items() if k != "NBPROD_EVENTS"})
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        raise StatusError(lines[-1] if lines else f"nbprod status exited with status {done.returncode}")
-    return json.loads(done.stdout)
+    return _json_of(["status", "--json"], root, timeout)
 
 
 def stage_names(root: Path, timeout: float = 60) -> list[str]:
     """The stages in pipeline order from ``nbprod pipeline`` (no DVC: it works while a run holds DVC's lock)."""
-    done = subprocess.run([sys.executable, "-m", "nbprod", "pipeline"], check=False, cwd=root, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    return [s["name"] for s in _json_of(["pipeline"], root, timeout)["stages"]]
+
+
+def _json_of(arguments: list[str], root: Path, timeout: float):
+    """The JSON an ``nbprod`` command prints, run in the project root; its one-line error otherwise."""
+    command = "nbprod " + " ".join(arguments)
+    try:
+        done = subprocess.run([sys.executable, "-m", "nbprod", *arguments], check=False, cwd=root,
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout,
+                              env={k: v for k, v in os.environ.items() if k != "NBPROD_EVENTS"})
+    except subprocess.TimeoutExpired:
+        raise StatusError(f"{command} took more than {timeout:.0f} s") from None
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
-        raise StatusError(lines[-1] if lines else f"nbprod pipeline exited with status {done.returncode}")
-    return [s["name"] for s in json.loads(done.stdout)["stages"]]
+        raise StatusError(lines[-1] if lines else f"{command} exited with status {done.returncode}")
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        raise StatusError(f"{command} printed no JSON") from None
 
 
 def last_metrics(root: Path, stage: str) -> dict:
