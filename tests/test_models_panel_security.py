@@ -126,7 +126,8 @@ def test_ids_params_and_names_from_the_client_are_checked(server):
     before, refs = _snapshot(server.top), _tags(server)
     post = lambda endpoint, **body: requests.post(  # noqa: E731
         f"{server.base}/nbprod/api/models/{endpoint}", headers=server.auth, timeout=60, json={"path": "proj", **body})
-    for candidate in ["../c1", "c1;id", "c1\n", "$(id)", "c1 --override x", "-c1", "C1", None, 1, ["c1"], "c" + "9" * 20]:
+    for candidate in ["../c1", "c1;id", "c1\n", "$(id)", "c1 --override x", "-c1", "C1", None, 1, ["c1"],
+                      "c" + "9" * 20]:
         for endpoint in ("approve", "reject"):
             response = post(endpoint, candidate=candidate, note="n", name="n")
             assert response.status_code in (400, 404), (endpoint, candidate, response.text)
@@ -143,7 +144,8 @@ def test_ids_params_and_names_from_the_client_are_checked(server):
                                 params={"path": "proj"}, headers=server.auth, timeout=30)
         assert response.status_code in (400, 404), (candidate, response.status_code)
         assert "<html" not in response.text.lower()
-    for overrides in [["--force"], ["model.C=1; touch pwned"], ["model.C=1\n"], ["model.C=$(id)"], ["model.nope=1"], ["model.C=1\n--x"], "model.C=1",
+    for overrides in [["--force"], ["model.C=1; touch pwned"], ["model.C=1\n"], ["model.C=$(id)"], ["model.nope=1"],
+                      ["model.C=1\n--x"], "model.C=1",
                       [{"model.C": 1}], ["x" * 300 + ".a=1"], ["model.C=1"] * 21]:
         response = post("retrain", set=overrides)
         assert response.status_code == 400, (overrides, response.text)
