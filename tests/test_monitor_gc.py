@@ -5,6 +5,7 @@ changes nothing; after `gc --apply`, rolling back to the earlier version still w
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -15,8 +16,6 @@ from helpers import nbprod, run, tree_digest
 from nbprod.lifecycle.dvccache import cache_dir, current_md5, object_path, parse_lock
 from nbprod.monitor.records import list_records, verify_record
 from nbprod.project import load_project
-
-pytestmark = pytest.mark.slow
 
 MODEL = ".nbprod/data/notebooks__model/train/model"
 SETTINGS = """
@@ -40,6 +39,7 @@ def model_md5(record) -> str:
     return record.data["model"]["md5"]
 
 
+@pytest.mark.slow
 def test_gc_keeps_what_production_needs_and_rollback_still_works(ran_copy):
     root = ran_copy
     with open(root / "pyproject.toml", "a", encoding="utf-8") as handle:
@@ -100,3 +100,38 @@ def test_gc_keeps_what_production_needs_and_rollback_still_works(ran_copy):
     assert current_md5(root, MODEL, locked) == locked
     assert "C: 1.0" in (root / "params.yaml").read_text()
     assert "prod <- v1.0.0 rolled back by tester from v1.1.0: after gc" in nbprod("history", cwd=root).stdout
+
+
+@pytest.mark.slow  # three `dvc gc` runs
+def test_gc_dry_run_lists_runs_logs_and_stale_files_then_apply_removes_them(project):
+    from nbprod.monitor import gc
+
+    runs = project / ".nbprod/runs"
+    for name in ("20260101-000000-aaaaaa", "20260102-000000-bbbbbb", "20260103-000000-cccccc"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "events.jsonl").write_text(json.dumps({"event": "run_end", "run": name}) + "\n")
+    (runs / "20260104-000000-dddddd").mkdir()   # a run in progress: no run_end yet, written just now
+    (runs / "20260104-000000-dddddd" / "events.jsonl").write_text('{"event": "run_start"}\n')
+    (runs / "20260103-000000-cccccc" / "dvc.log").write_text("x" * 2048)
+    (project / ".nbprod/report-worker.log").write_text("y" * 2048)
+    emails = project / ".nbprod/monitor"
+    emails.mkdir()
+    (emails / "old.eml").write_text("Subject: x\n\nold")
+    os.utime(emails / "old.eml", (time.time() - 30 * 86400,) * 2)
+    (emails / "new.eml").write_text("Subject: x\n\nnew")
+    with open(project / "pyproject.toml", "a", encoding="utf-8") as handle:
+        handle.write("\n[tool.nbprod.gc]\nkeep_runs = 1\nmax_log_mb = 0.001\n")
+
+    planned = gc.plan(load_project(project))
+    listed = {(i.kind, i.path) for i in planned.items if i.kind != "cache"}
+    assert listed == {("run", ".nbprod/runs/20260101-000000-aaaaaa"), ("run", ".nbprod/runs/20260102-000000-bbbbbb"),
+                      ("log", ".nbprod/runs/20260103-000000-cccccc/dvc.log"), ("log", ".nbprod/report-worker.log"),
+                      ("debug", ".nbprod/monitor/old.eml")}
+    assert planned.cache_error is None
+    done = nbprod("gc", cwd=project)
+    assert "would remove  run" in done.stdout and "Run 'nbprod gc --apply'" in done.stdout
+    assert (runs / "20260101-000000-aaaaaa").exists()
+    nbprod("gc", "--apply", cwd=project)
+    assert sorted(p.name for p in runs.iterdir()) == ["20260103-000000-cccccc", "20260104-000000-dddddd"]
+    assert not (project / ".nbprod/report-worker.log").exists() and not (emails / "old.eml").exists()
+    assert (emails / "new.eml").exists()

@@ -27,6 +27,7 @@ from ..errors import NbprodError
 from ..project import DEBUG_DIR, Project
 from .config import Retention, load_settings
 from .records import Record, list_records, model_settings, remove_record
+from .watch import EMAIL_DIR
 
 RUNS_DIR = ".nbprod/runs"
 
@@ -112,20 +113,19 @@ def _plan_records(root: Path, records: list[Record], retention: Retention, now: 
 
 def _plan_runs(root: Path, retention: Retention, result: Plan) -> None:
     folder = root / RUNS_DIR
-    if not folder.is_dir():
-        return
-    runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
+    runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name) if folder.is_dir() else []
     finished = [p for p in runs if _finished(p)]
     old = finished[:-retention.keep_runs] if retention.keep_runs else finished
     for path in old:
         result.items.append(Item("run", path.relative_to(root).as_posix(), size_of(path),
                                  f"more than keep_runs = {retention.keep_runs} run folders"))
     limit = retention.max_log_mb * 1024 * 1024
-    for path in finished[len(old):]:
-        for log in path.rglob("*.log"):
-            if log.stat().st_size > limit:
-                result.items.append(Item("log", log.relative_to(root).as_posix(), log.stat().st_size,
-                                         f"log over max_log_mb = {retention.max_log_mb:g}"))
+    logs = [log for path in finished[len(old):] for log in path.rglob("*.log")]
+    logs += sorted((root / ".nbprod").glob("*.log"))  # logs of nbprod's own helpers (report worker, ...)
+    for log in logs:
+        if log.stat().st_size > limit:
+            result.items.append(Item("log", log.relative_to(root).as_posix(), log.stat().st_size,
+                                     f"log over max_log_mb = {retention.max_log_mb:g}"))
 
 
 def _finished(run: Path) -> bool:
@@ -142,14 +142,14 @@ def _finished(run: Path) -> bool:
 
 
 def _plan_debug(root: Path, retention: Retention, result: Plan) -> None:
-    folder = root / DEBUG_DIR
-    if not folder.is_dir():
-        return
     cutoff = time.time() - retention.debug_days * 86400
-    for path in sorted(folder.iterdir()):
-        if path.stat().st_mtime < cutoff:
-            result.items.append(Item("debug", path.relative_to(root).as_posix(), size_of(path),
-                                     f"debug notebook older than debug_days = {retention.debug_days:g}"))
+    for folder, what in ((root / DEBUG_DIR, "debug notebook"), (root / EMAIL_DIR, "email written by --dry-run")):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.stat().st_mtime < cutoff:
+                result.items.append(Item("debug", path.relative_to(root).as_posix(), size_of(path),
+                                         f"{what} older than debug_days = {retention.debug_days:g}"))
 
 
 def _plan_worktrees(root: Path, retention: Retention, result: Plan) -> None:
