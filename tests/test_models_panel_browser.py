@@ -65,8 +65,13 @@ def lab(ran_project, tmp_path):
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # This server's own (user-level) page config, read last with JUPYTER_PREFER_ENV_PATH=0, wins over the
+    # environment's: a `jupyter labextension disable nbprod` run elsewhere must not hide the panel.
+    labconfig = tmp_path / "lab" / "config" / "labconfig"
+    labconfig.mkdir(parents=True)
+    (labconfig / "page_config.json").write_text(json.dumps({"disabledExtensions": {"nbprod": False}}))
     server = JupyterServer(project, tmp_path / "lab", module="jupyterlab",
-                           env={"JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+                           env={"JUPYTER_PREFER_ENV_PATH": "0", "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
                                 "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")})
     yield server
     server.stop()

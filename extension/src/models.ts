@@ -39,6 +39,7 @@ export class ModelsPanel extends Widget {
     this.addClass('jp-nbprod-panel');
     this.addClass('jp-nbprod-models');
     this.title.caption = 'nbprod models';
+    this._makeFilters();
     this._render();
   }
 
@@ -380,45 +381,45 @@ export class ModelsPanel extends Widget {
   private _history(o: ModelsOverview): HTMLElement {
     const box = section('History', 'jp-nbprod-history');
     const filters = el('div', 'jp-nbprod-history-filters', '');
-    const query = document.createElement('input');
-    query.name = 'nbprod-history-filter';
-    query.placeholder = 'filter: version, person, note…';
-    query.value = this._filter;
-    const kind = document.createElement('select');
-    kind.name = 'nbprod-history-action';
+    // The same elements on every render: typing in the filter keeps its focus while a run is polled.
+    filters.appendChild(this._filterInput);
+    filters.appendChild(this._actionSelect);
+    box.appendChild(filters);
+    this._historyList = el('div', 'jp-nbprod-history-list', '');
+    this._fillHistory();
+    box.appendChild(this._historyList);
+    return box;
+  }
+
+  private _fillHistory(): void {
+    const o = this._overview;
+    const list = this._historyList;
+    if (!o || !list) {
+      return;
+    }
+    list.replaceChildren();
+    const rows = o.history.filter(e => matches(e, this._filterInput.value, this._actionSelect.value)).reverse();
+    for (const event of rows) {
+      list.appendChild(this._historyRow(event, o));
+    }
+    if (!rows.length) {
+      list.appendChild(el('div', 'jp-nbprod-muted', o.history.length ? 'Nothing matches.' : 'No decisions yet.'));
+    }
+  }
+
+  private _makeFilters(): void {
+    this._filterInput.name = 'nbprod-history-filter';
+    this._filterInput.placeholder = 'filter: version, person, note…';
+    this._actionSelect.name = 'nbprod-history-action';
     for (const [value, label] of [['', 'all actions'], ['approve', 'approvals'], ['reject', 'rejections'],
       ['rollback', 'rollbacks'], ['register', 'registrations']]) {
       const option = document.createElement('option');
       option.value = value;
       option.textContent = label;
-      option.selected = value === this._action;
-      kind.appendChild(option);
+      this._actionSelect.appendChild(option);
     }
-    filters.appendChild(query);
-    filters.appendChild(kind);
-    box.appendChild(filters);
-    const list = el('div', 'jp-nbprod-history-list', '');
-    const fill = () => {
-      list.replaceChildren();
-      const rows = o.history.filter(e => matches(e, this._filter, this._action)).reverse();
-      for (const event of rows) {
-        list.appendChild(this._historyRow(event, o));
-      }
-      if (!rows.length) {
-        list.appendChild(el('div', 'jp-nbprod-muted', o.history.length ? 'Nothing matches.' : 'No decisions yet.'));
-      }
-    };
-    query.addEventListener('input', () => {
-      this._filter = query.value;
-      fill();
-    });
-    kind.addEventListener('change', () => {
-      this._action = kind.value;
-      fill();
-    });
-    fill();
-    box.appendChild(list);
-    return box;
+    this._filterInput.addEventListener('input', () => this._fillHistory());
+    this._actionSelect.addEventListener('change', () => this._fillHistory());
   }
 
   private _historyRow(event: HistoryEvent, o: ModelsOverview): HTMLElement {
@@ -497,8 +498,9 @@ export class ModelsPanel extends Widget {
   private _busy: string | null = null;
   private _stale = true;
   private _following = false;
-  private _filter = '';
-  private _action = '';
+  private _filterInput = document.createElement('input');
+  private _actionSelect = document.createElement('select');
+  private _historyList: HTMLElement | null = null;
   private _noteInput = document.createElement('input');
   private _setInput = document.createElement('input');
 }
@@ -660,7 +662,7 @@ function show(value: unknown, kind: string): string {
 }
 
 function fmt(value: number): string {
-  return Number.isInteger(value) ? String(value) : value.toPrecision(4);
+  return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(4)));
 }
 
 function when(iso: string): string {
