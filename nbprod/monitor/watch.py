@@ -52,13 +52,24 @@ def monitor(project: Project, record_name: str | None = None, notify: bool = Fal
     verdict = verdicts[-1]
     alerts_path = write_alerts(record, verdict.to_dict())
     model_name, _ = model_settings(project.root)
-    title = project.root.name
+    title = project_title(project.root)
     dashboard = render_dashboard(project.root, title, records, verdicts, settings.rules,
                                  registry_markers(project.root, model_name), git_revisions(project.root))
     outcome = MonitorOutcome(record, verdict, alerts_path, dashboard)
     if notify:
         _notify(project, settings, records, verdicts, champions, outcome, dry_run)
     return outcome
+
+
+def project_title(root: Path) -> str:
+    """The name readers know the project by: pyproject.toml's [project] name, else the folder's."""
+    import tomllib
+
+    try:
+        name = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get("project", {}).get("name")
+    except (OSError, tomllib.TOMLDecodeError):
+        name = None
+    return name if isinstance(name, str) and name else root.name
 
 
 def _notify(project, settings, records, verdicts, champions, outcome: MonitorOutcome, dry_run: bool) -> None:
@@ -72,7 +83,7 @@ def _notify(project, settings, records, verdicts, champions, outcome: MonitorOut
     previous = records[-2] if len(records) > 1 else None
     metrics = notify.key_metrics(headline, record, previous, champions.of(record))
     png = notify.chart_png(headline[0], records, verdicts) if headline else None
-    message = notify.build_message(settings.notify, project.root.name, record, outcome.verdict, metrics, png,
+    message = notify.build_message(settings.notify, project_title(project.root), record, outcome.verdict, metrics, png,
                                    str(outcome.dashboard))
     if dry_run:
         outcome.email_path = notify.write_eml(message, project.root / EMAIL_DIR / f"{record.name}.eml")
