@@ -215,6 +215,12 @@ def test_params_form_saves_and_runs_an_experiment(ran_copy, kernel_in):
     kernel.run("f = nbprod.params_form('model.ipynb', poll=0.3); f.field('C').value = 0.01")
     kernel.run("f.button('Run as experiment').click()")
     assert "dvc exp run -S model.C=0.01" in kernel.value("f.message.value")
+    # While the experiment runs, saving is refused (a stage would run with values DVC does not record).
+    during = (root / "params.yaml").read_text()
+    kernel.run("f.field('max_iter').value = 300; f.button('Save to params.yaml').click()")
+    assert "another nbprod run is in progress" in kernel.value("f.message.value")
+    assert (root / "params.yaml").read_text() == during
+    kernel.run("f.field('max_iter').value = 1000")
     kernel.wait_for("'done' in f.message.value or 'failed' in f.message.value", timeout=300)
     assert "done" in kernel.value("f.message.value"), kernel.value("f.message.value")
     table = kernel.value("f.result.value")

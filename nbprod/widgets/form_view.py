@@ -12,7 +12,7 @@ from nbprod.errors import NbprodError
 
 from .experiment import Experiment, start_experiment
 from .params import NotebookParams, Param, check, parse_text, save
-from .runs import lock_holder
+from .runs import LOCK_FILE, lock_holder
 from .status import number
 
 
@@ -56,7 +56,11 @@ class ParamsForm(w.VBox):
 
     def _save(self) -> None:
         try:
-            changed = save(self.form, self.values())
+            values = self.values()
+            # A stage reads params.yaml when it starts, and DVC hashes it when the stage ends: a save in
+            # between would record values the stage never used.
+            self._refuse_during_a_run()
+            changed = save(self.form, values)
         except NbprodError as exc:
             self._say(str(exc), error=True)
             return
@@ -65,10 +69,7 @@ class ParamsForm(w.VBox):
     def _run_experiment(self) -> None:
         try:
             values = self.values()
-            holder = lock_holder(self.form.project.root)
-            if holder is not None or (self.experiment is not None and self.experiment.running):
-                raise NbprodError(f"another nbprod run is in progress (pid {holder or self.experiment.process.pid})",
-                                  ".nbprod/run.lock", fix="wait for it to finish, or cancel it, then run again")
+            self._refuse_during_a_run()
         except NbprodError as exc:
             self._say(str(exc), error=True)
             return
@@ -91,6 +92,14 @@ class ParamsForm(w.VBox):
             return
         self._say(f"experiment {result.get('name') or ''} done".replace("  ", " "))
         self.result.value = _compare(before, _all_metrics(self.form.project.root))
+
+    def _refuse_during_a_run(self) -> None:
+        holder = lock_holder(self.form.project.root)
+        if holder is None and self.experiment is not None and self.experiment.running:
+            holder = self.experiment.process.pid
+        if holder is not None:
+            raise NbprodError(f"another nbprod run is in progress (pid {holder})", LOCK_FILE,
+                              fix="wait for it to finish, or cancel it, then run again")
 
     def _say(self, text: str, error: bool = False) -> None:
         colour = "#cf222e" if error else "inherit"
