@@ -115,7 +115,7 @@ def _display_output(name: str, value: object) -> tuple[dict, dict]:
     return data, metadata
 
 
-def _kernel_display():
+def kernel_display():
     """IPython's ``display`` when running inside IPython, else None (plain ``python script.py``)."""
     ipython = sys.modules.get("IPython")
     if ipython is None or ipython.get_ipython() is None:
@@ -137,7 +137,7 @@ def record(name: str, value: object, *, display: bool = False) -> None:
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"nbprod.record: the name must be a non-empty string, not {name!r}")
-    show = _kernel_display()
+    show = kernel_display()
     if _is_figure(value):
         data, metadata = figure_output(name, value)
         pyplot = sys.modules.get("matplotlib.pyplot")

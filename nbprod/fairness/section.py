@@ -119,9 +119,9 @@ def reading(audit) -> str:
 
 def show(audit) -> None:
     """Display the section as the running cell's outputs (nothing outside IPython)."""
-    from ..record import _kernel_display, record
+    from ..record import kernel_display, record
 
-    display = _kernel_display()
+    display = kernel_display()
     if display is None:
         return
     from IPython.display import HTML
