@@ -91,3 +91,24 @@ def test_kernel_side_modules_and_import_nbprod_load_only_the_standard_library():
     assert foreign == [], f"not standard library: {foreign}"
     ours = {m for m in loaded if m.startswith("nbprod")}
     assert ours <= {"nbprod", *KERNEL_SIDE}, ours
+
+
+def test_no_private_name_crosses_a_module():
+    """A `_name` imported from another nbprod module wants a public home."""
+    crossing = []
+    for name, path in sorted(_modules(["nbprod"]).items()):
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            module = node.module or ""
+            if node.level:
+                base = package.split(".")
+                module = ".".join(base[: len(base) - node.level + 1] + ([module] if module else []))
+            if not module.startswith("nbprod"):
+                continue
+            for alias in node.names:
+                full = f"{module}.{alias.name}"
+                if alias.name.startswith("_") and not alias.name.startswith("__") and full not in _modules(["nbprod"]):
+                    crossing.append(f"{name} imports {full}")
+    assert crossing == []
