@@ -109,8 +109,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     config = load_drift_config(root)
     report = compute_drift(read_data(args.reference, root), read_data(args.current, root), columns, config)
     if args.json:
-        print(json.dumps({"share": report.share, "dataset_drifted": report.dataset_drifted,
-                          "columns": [vars(c) for c in report.columns]}, indent=2))
+        print(json.dumps(report.to_dict(), indent=2))
         return 1 if report.dataset_drifted else 0
     tested = [c for c in report.columns if c.tested]
     print(f"{'Data-set drift' if report.dataset_drifted else 'No data-set drift'}: "

@@ -9,7 +9,7 @@ pyproject.toml sets tests and thresholds, per column too.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +133,12 @@ class DriftReport:
             if result.column == name:
                 return result
         raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data (``nbprod data drift --json``, monitoring records)."""
+        return {"share": self.share, "dataset_drifted": self.dataset_drifted, "share_threshold": self.share_threshold,
+                "reference_rows": self.reference_rows, "current_rows": self.current_rows,
+                "columns": [asdict(c) for c in self.columns]}
 
     def metrics(self) -> dict[str, float]:
         """``drift.share``, ``drift.dataset_drifted`` and per tested column ``drift.<col>.score`` /
