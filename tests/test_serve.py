@@ -245,6 +245,13 @@ def test_prediction_log_lines(server, served):
     assert entry["predictions"] == answer.json()["predictions"] and entry["latency_ms"] > 0
     assert entry["inputs"]["mean_radius"] == [r["mean_radius"] for r in rows]
     assert (served / ".nbprod/serve/.gitignore").read_text() == "*\n"  # runtime data stays out of git
+    # nbprod data drift reads the served inputs from the log against the training data.
+    drift = nbprod("data", "drift", "notebooks/data/train.parquet", ".nbprod/serve/predictions", "--json",
+                   cwd=served, check=False)
+    assert drift.returncode in (0, 1), drift.stderr
+    columns = {c["column"]: c for c in json.loads(drift.stdout)["columns"]}
+    assert columns["mean_radius"]["current_rows"] >= 3 and columns["mean_radius"]["score"] is not None
+    assert columns["target"]["test"] is None  # the label is not served: only in the reference
     assert "predictions" not in run("git", "status", "--porcelain", cwd=served).stdout
 
 

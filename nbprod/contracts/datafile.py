@@ -1,5 +1,6 @@
 """Reading a data file for the ``nbprod data`` commands: Parquet or CSV, from the workspace or, for
-a DVC output not checked out, from DVC's cache by the hash dvc.lock records."""
+a DVC output not checked out, from DVC's cache by the hash dvc.lock records; or the folder of
+``nbprod serve``'s prediction log (the inputs served)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ def read_data(path: str | Path, root: Path | None = None) -> pandas.DataFrame:
     import pandas as pd
 
     path = Path(path)
+    if path.is_dir() and any(path.glob("predictions-*.jsonl*")):
+        # nbprod serve's prediction log: the inputs production answered, in the training layout.
+        from ..serve.predlog import served_inputs
+
+        return served_inputs(path)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise NbprodError(f"cannot read {path.suffix or 'a file without extension'} data", path,
