@@ -105,7 +105,9 @@ def widen(page, selector: str, width: int) -> None:
 def retrain_from_panel(page, note: str, candidate: str) -> None:
     page.fill("input[name='nbprod-retrain-note']", note)
     page.click(".jp-nbprod-retrain")
-    page.wait_for_selector(".jp-nbprod-retrain-status", timeout=30_000)
+    page.wait_for_selector(".jp-nbprod-retrain-status[data-running='true']", timeout=30_000)
+    assert page.locator(".jp-nbprod-retrain-cancel").is_enabled()
+    page.screenshot(path=str(ARTIFACTS / f"retrain-{candidate}-running.png"))
     page.wait_for_selector(f".jp-nbprod-candidate[data-candidate='{candidate}']", timeout=300_000)
 
 
@@ -139,6 +141,14 @@ def test_retrain_approve_and_roll_back_from_the_models_panel(lab):
             assert "succeeded" in page.inner_text(".jp-nbprod-retrain-status") or \
                 "passed its gates" in page.inner_text(".jp-nbprod-retrain-status")
             page.screenshot(path=str(ARTIFACTS / "02-candidate-c1.png"))
+            # The comparison report opens in a new tab (served by the extension: it lives in .nbprod/).
+            with page.context.expect_page() as report_page:
+                card.locator(".jp-nbprod-candidate-report").click()
+            report = report_page.value
+            report.wait_for_load_state()
+            assert "c1" in report.content() and "roc_auc" in report.content()
+            report.screenshot(path=str(ARTIFACTS / "02b-comparison-report.png"))
+            report.close()
 
             # 3. Approve it with a note.
             card.locator(".jp-nbprod-approve").click()
@@ -162,6 +172,8 @@ def test_retrain_approve_and_roll_back_from_the_models_panel(lab):
             assert "params.yaml" in card.locator(".jp-nbprod-changed").inner_text()
             assert "champion v1.0.0" in card.locator(".jp-nbprod-compare").inner_text()
             page.screenshot(path=str(ARTIFACTS / "04-candidate-c2-failed-gate.png"))
+            DOC_IMAGE.parent.mkdir(parents=True, exist_ok=True)
+            page.locator("#nbprod-models-panel").screenshot(path=str(DOC_IMAGE.with_name("models-panel-candidate.png")))
             card.locator(".jp-nbprod-approve").click()
             page.wait_for_selector(".jp-Dialog textarea[name='nbprod-override']")
             decide(page, "audit wants it", override="regularised model required by audit", confirm=True)
