@@ -50,6 +50,8 @@ class EventKind(StrEnum):
     CELL = "cell"
     STAGE_END = "stage_end"
     RUN_END = "run_end"
+    RETRAIN_STEP = "retrain_step"  # nbprod retrain: preparing, running or scoring the candidate
+    RETRAIN_END = "retrain_end"    # nbprod retrain: the candidate and whether it passed its gates
 
 
 @dataclass

@@ -7,6 +7,8 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import { EventKind } from './states';
+
 export type Metrics = Record<string, Record<string, number>>;
 
 export interface GateResult {
@@ -115,7 +117,7 @@ export interface VersionDetails {
 }
 
 export interface RunEventLine {
-  event: string;
+  event: EventKind; // generated from nbprod.runrecord.EventKind
   stage?: string;
   cells?: number;
   index?: number;

@@ -7,5 +7,5 @@ export type StatusState = (typeof STATUS_STATES)[number];
 export const STAGE_STATES = ['running', 'ran', 'up to date', 'failed', 'not run'] as const;
 export type RunStageState = (typeof STAGE_STATES)[number];
 
-export const EVENT_KINDS = ['run_start', 'stage_start', 'cell', 'stage_end', 'run_end'] as const;
+export const EVENT_KINDS = ['run_start', 'stage_start', 'cell', 'stage_end', 'run_end', 'retrain_step', 'retrain_end'] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];

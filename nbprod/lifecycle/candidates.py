@@ -20,6 +20,7 @@ from ..errors import NbprodError
 from ..execution.events import EVENTS_ENV, emit
 from ..proc import tool, tool_env
 from ..project import CANDIDATES_DIR, STAGES_DIR, Project
+from ..runrecord import EventKind
 from . import environment, gitrepo, registry
 from .config import LifecycleConfig, load_config, metrics_files, read_dvc_yaml, read_metrics
 from .dvccache import cache_dir, dvc, materialize, parse_lock
@@ -130,14 +131,14 @@ def retrain(project: Project, overrides: list[str] | None = None, note: str = ""
             gitrepo.remove_worktree(root, work)
     candidate = Candidate(candidate_id, commit, record)
     write_record(root, candidate)
-    emit("retrain_end", candidate=candidate_id, gates_passed=passed)
+    emit(EventKind.RETRAIN_END, candidate=candidate_id, gates_passed=passed)
     return candidate
 
 
 def _announcing(echo):
     def both(text: str) -> None:
         echo(text)
-        emit("retrain_step", message=text)
+        emit(EventKind.RETRAIN_STEP, message=text)
     return both
 
 
