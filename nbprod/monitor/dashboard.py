@@ -12,13 +12,14 @@ from html import escape
 from pathlib import Path
 
 from ..notebook import atomic_write
+from ..project import METRICS_DIR, REPORTS_DIR
 from ..report.svg import format_number
 from ..rules import Rule
 from .charts import PALETTE, Marker, Series, time_chart
 from .records import Record, flatten_metrics
 from .rules import DURATION, Verdict, value_of
 
-DASHBOARD = "reports/dashboard.html"
+DASHBOARD = f"{REPORTS_DIR}/dashboard.html"
 KEY = ('<p class="key"><b style="background:#1a73e8"></b>scheduled runs '
        '<b style="background:#9aa0a6"></b>committed revisions '
        '<b style="border-top:2px dashed #d93025;height:0"></b>threshold '
@@ -288,7 +289,7 @@ def git_revisions(root: Path) -> list[Revision]:
     """Metrics as committed, per commit that changed metrics/ (the history reports/index.html shows)."""
     from ..report.history import metric_history
 
-    metrics_dir = root / "metrics"
+    metrics_dir = root / METRICS_DIR
     stages = sorted(p.stem for p in metrics_dir.glob("*.json")) if metrics_dir.is_dir() else []
     result = []
     for revision in metric_history(root, stages):
@@ -296,6 +297,6 @@ def git_revisions(root: Path) -> list[Revision]:
             when = datetime.fromisoformat(revision.date + "T12:00:00+00:00").timestamp()
         except ValueError:
             continue
-        result.append(Revision(when, revision.short, {f"metrics/{s}.json": flatten_metrics(json.dumps(v))
+        result.append(Revision(when, revision.short, {f"{METRICS_DIR}/{s}.json": flatten_metrics(json.dumps(v))
                                                       for s, v in revision.metrics.items()}))
     return result

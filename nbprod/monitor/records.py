@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import NbprodError
-from ..project import Project
+from ..project import ENVIRONMENT_FILE, REPORTS_DIR, Project
 
 RECORDS_DIR = "records"
 MANIFEST = "manifest.json"
@@ -149,7 +149,7 @@ def create_record(project: Project, events: Path, when: datetime | None = None) 
                     info[key] = f"{sub}/{stage}{Path(source).suffix}"
                     files[info[key]] = content
         for rel, dest in (("dvc.lock", "dvc.lock"), ("params.yaml", "params.yaml"),
-                          (".nbprod/environment.json", "environment.json")):
+                          (ENVIRONMENT_FILE, "environment.json")):
             content = _read(root / rel)
             if content is not None:
                 files[dest] = content
@@ -291,8 +291,8 @@ def _stage_summary(events: list[dict]) -> dict[str, dict]:
                             "_notebook": event.get("notebook"),
                             "_report": event.get("report")}
     for name, info in stages.items():  # an up-to-date stage's executed notebook is still the current one
-        info.setdefault("_notebook", f"reports/{name}.ipynb")
-        info.setdefault("_report", f"reports/{name}.html")
+        info.setdefault("_notebook", f"{REPORTS_DIR}/{name}.ipynb")
+        info.setdefault("_report", f"{REPORTS_DIR}/{name}.html")
     return stages
 
 
@@ -321,7 +321,7 @@ def _git_state(root: Path) -> dict:
 
 
 def _environment_summary(root: Path) -> dict:
-    captured = _read(root / ".nbprod/environment.json")
+    captured = _read(root / ENVIRONMENT_FILE)
     try:
         env = json.loads(captured) if captured else {}
     except ValueError:

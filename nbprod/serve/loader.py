@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NbprodError
+from ..project import STAGES_DIR
 from ..lifecycle import gitrepo, registry
 from ..lifecycle.dvccache import cache_dir, object_path, parse_lock
 
@@ -100,9 +101,9 @@ def _at_commit(root: Path, model: str, version: str, commit: str, tag: str, reco
         raise NbprodError(f"{tag} records model hash {recorded} but its dvc.lock says {locked}",
                           f"git tag {tag}", fix="the tag or dvc.lock was altered; serve another version")
     holdout = [DataRef(p, h) for s in lock.values() if model_path in s.deps
-               for p, h in s.deps.items() if p != model_path and not p.startswith(".nbprod/stages/")]
+               for p, h in s.deps.items() if p != model_path and not p.startswith(STAGES_DIR + "/")]
     training = [DataRef(p, h) for p, h in producer.deps.items()
-                if not p.startswith(".nbprod/stages/") and not _is_schema(p)]
+                if not p.startswith(STAGES_DIR + "/") and not _is_schema(p)]
     # The schema the training data was validated against: a dep of the training stage, or of the
     # stage that wrote the training data (where nbprod.validate usually runs).
     schemas = [DataRef(p, h) for p, h in producer.deps.items() if _is_schema(p)]
