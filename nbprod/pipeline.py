@@ -246,13 +246,18 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
 
 
 def _kernel_of(nb: dict, project: Project, rel: str) -> tuple[str, str]:
-    """The kernel a notebook's stages run in (its own kernelspec, else the project's) and its language."""
+    """The kernel a notebook's stages run in, and its language.
+
+    Python notebooks run in ``[tool.nbprod] kernel``: which Python kernel Lab last used (a personal
+    venv kernel, say) is not part of the pipeline, so switching it reruns nothing and CI need not have
+    it. A notebook in another language (R) runs in the kernel its own metadata names."""
     metadata = nb.get("metadata") or {}
     spec = metadata.get("kernelspec") if isinstance(metadata.get("kernelspec"), dict) else {}
     info = metadata.get("language_info") if isinstance(metadata.get("language_info"), dict) else {}
-    name = spec.get("name") if isinstance(spec.get("name"), str) and spec.get("name") else project.kernel
     language = spec.get("language") or info.get("name") or "python"
     language = "r" if is_r(str(language)) else str(language).lower()
+    own = spec.get("name") if isinstance(spec.get("name"), str) and spec.get("name") else None
+    name = own if own and language != "python" else project.kernel
     if name != project.kernel:  # the project's default is checked where it starts (no cost on the hot path)
         installed = installed_kernels()
         if name not in installed:
