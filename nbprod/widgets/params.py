@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbprod.analysis import declared_ranges, literal_assignments
+from nbprod.rlang import is_r, r_literal_assignments
 from nbprod.compile import check_param_range
 from nbprod.errors import NbprodError
 from nbprod.notebook import atomic_write
@@ -69,7 +70,7 @@ def notebook_params(project: Project, notebook: Path) -> NotebookParams:
     ranges = declared_ranges(spec.params_cell.source)
     params = []
     for name, default in spec.params.items():
-        line = next((i for i, text in enumerate(lines, 1) if re.match(rf"\s*{name}\s*[:=]", text)), 1)
+        line = next((i for i, text in enumerate(lines, 1) if re.match(rf"\s*{name}\s*(?:[:=]|<-)", text)), 1)
         low, high = ranges.get(name, (None, None))
         params.append(Param(name, default, section.get(name, default) if isinstance(section, dict) else default,
                             line, low, high))
@@ -82,6 +83,8 @@ def parse_text(form: NotebookParams, name: str, text: str) -> object:
     if param.kind == "a string":
         return text
     values, bad = literal_assignments(f"{name} = {text}")
+    if bad is not None and is_r(form.spec.language):  # R's own literals: TRUE, NULL, c(1, 2)
+        values, bad = r_literal_assignments(f"{name} <- {text}")
     if bad is None:
         return values[name]
     try:
