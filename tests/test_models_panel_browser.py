@@ -22,7 +22,9 @@ CHROMIUM = os.environ.get("NBPROD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "models_panel"
-DOC_IMAGE = Path(__file__).resolve().parent.parent / "docs" / "img" / "models-panel.png"
+# NBPROD_DOC_IMAGES=1 refreshes the docs' screenshots; otherwise they go with the other artifacts.
+DOC_IMAGE = (Path(__file__).resolve().parent.parent / "docs" / "img" if os.environ.get("NBPROD_DOC_IMAGES")
+             else ARTIFACTS) / "models-panel.png"
 GATES = '\n[tool.nbprod.gates]\nroc_auc = ">= 0.9"\naccuracy = ">= champion - 0.01"\n'
 MODEL = ".nbprod/data/notebooks__model/train/model/value.joblib"
 NAME = "Tess Operator"
