@@ -27,11 +27,12 @@ import uuid
 from pathlib import Path
 
 from ..errors import NbprodError
+from ..project import GENERATED_DIR
 from .executors import Executor, Job, JobResult
 from .lifeline import RUN_PID_ENV
 
 CONNECT_TIMEOUT = 10.0           # seconds to reach a scheduler before the run is refused
-SENTINEL_DIR = ".nbprod"         # inside the project, so it travels wherever the project is shared
+SENTINEL_DIR = GENERATED_DIR     # inside the project, so it travels wherever the project is shared
 CANCEL_POLL = 0.25               # seconds between a task's checks of the cancel event
 # Never passed to a worker: the pool's Unix socket and the run's pid belong to this machine.
 LOCAL_ONLY_ENV = ("NBPROD_KERNEL_POOL",)

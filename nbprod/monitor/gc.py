@@ -24,12 +24,10 @@ from pathlib import Path
 import yaml
 
 from ..errors import NbprodError
-from ..project import DEBUG_DIR, Project
+from ..project import DEBUG_DIR, RUNS_DIR, Project
 from .config import Retention, load_settings
 from .records import Record, list_records, model_settings, remove_record
 from .watch import EMAIL_DIR
-
-RUNS_DIR = ".nbprod/runs"
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..project import Project
+from ..project import GENERATED_DIR, Project
 from .config import load_settings
 from .dashboard import (
     git_revisions,
@@ -17,7 +17,7 @@ from .dashboard import (
 from .records import Record, find_record, list_records, model_settings, write_alerts
 from .rules import ChampionMetrics, Verdict, evaluate_history
 
-EMAIL_DIR = ".nbprod/monitor"
+EMAIL_DIR = f"{GENERATED_DIR}/monitor"
 
 
 @dataclass
