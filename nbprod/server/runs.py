@@ -12,6 +12,7 @@ from pathlib import Path
 from nbprod.execution.events import read_events
 from nbprod.execution.runfolder import RunFolder, is_run_id, recent_runs
 from nbprod.project import RUNS_DIR  # noqa: F401 - re-exported (nbprod.widgets.runs imports it from here)
+from nbprod.runrecord import EventKind
 
 
 
@@ -53,7 +54,10 @@ class Run:
 
     def _ended(self) -> bool:
         events, _ = read_events(self.events_path)
-        return any(e.get("event") == "run_end" for e in events)
+        kinds = {e.get("event") for e in events}
+        if EventKind.RETRAIN_STEP in kinds:  # a retrain goes on (scoring, committing) after its pipeline run ends
+            return EventKind.RETRAIN_END in kinds
+        return EventKind.RUN_END in kinds
 
     @property
     def returncode(self) -> int | None:
