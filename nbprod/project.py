@@ -13,6 +13,7 @@ GENERATED_DIR = ".nbprod"
 STAGES_DIR = ".nbprod/stages"
 RUNS_DIR = ".nbprod/runs"              # one folder per run: events.jsonl, dvc.log, stage logs
 CANDIDATES_DIR = ".nbprod/candidates"  # retrain candidates' records and comparison reports
+PREDICTIONS_DIR = ".nbprod/serve/predictions"  # nbprod serve's prediction log (default)
 REPORTS_DIR = "reports"
 METRICS_DIR = "metrics"
 DEBUG_DIR = "nbprod-debug"

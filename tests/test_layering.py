@@ -112,3 +112,22 @@ def test_no_private_name_crosses_a_module():
                 if alias.name.startswith("_") and not alias.name.startswith("__") and full not in _modules(["nbprod"]):
                     crossing.append(f"{name} imports {full}")
     assert crossing == []
+
+
+# A monitoring record is a folder of its own with a copy of the run's files under these names.
+RECORD_LAYOUT = {("nbprod.monitor.records", "metrics/")}
+
+
+def test_project_paths_are_spelled_only_in_project_py():
+    """`.nbprod/...`, `reports/...` and `metrics/...` come from nbprod.project's constants."""
+    literal = []
+    for name, path in sorted(_modules(["nbprod"]).items()):
+        if name == "nbprod.project":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                value = node.value
+                if (value == ".nbprod" or value.startswith((".nbprod/", "reports/", "metrics/"))) and \
+                        (name, value) not in RECORD_LAYOUT:
+                    literal.append(f"{name}:{node.lineno}: {value!r}")
+    assert literal == []

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import NbprodError
+from ..project import PREDICTIONS_DIR
 
 
 def register(subparsers) -> None:
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("a", metavar="A", nargs="?")
     p.add_argument("b", metavar="B", nargs="?")
     p.add_argument("-o", "--output", type=Path, help="HTML page to write (default: reports/compare-A-B.html)")
-    p.add_argument("--variants", nargs="?", const=".nbprod/serve/predictions", type=Path, metavar="LOG_DIR",
+    p.add_argument("--variants", nargs="?", const=PREDICTIONS_DIR, type=Path, metavar="LOG_DIR",
                    help="instead: compare the served variants from nbprod serve's prediction log")
     p.add_argument("--outcomes", type=Path, metavar="FILE",
                    help="with --variants: CSV or JSON lines of request_id,row,outcome joined for accuracy")

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import NbprodError
-from ..project import DEBUG_DIR, RUNS_DIR, Project
+from ..project import DEBUG_DIR, GENERATED_DIR, RUNS_DIR, Project
 from .config import Retention, load_settings
 from .records import Record, list_records, model_settings, remove_record
 from .watch import EMAIL_DIR
@@ -119,7 +119,7 @@ def _plan_runs(root: Path, retention: Retention, result: Plan) -> None:
                                  f"more than keep_runs = {retention.keep_runs} run folders"))
     limit = retention.max_log_mb * 1024 * 1024
     logs = [log for path in finished[len(old):] for log in path.rglob("*.log")]
-    logs += sorted((root / ".nbprod").glob("*.log"))  # logs of nbprod's own helpers (report worker, ...)
+    logs += sorted((root / GENERATED_DIR).glob("*.log"))  # logs of nbprod's own helpers (report worker, ...)
     for log in logs:
         if log.stat().st_size > limit:
             result.items.append(Item("log", log.relative_to(root).as_posix(), log.stat().st_size,

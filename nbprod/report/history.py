@@ -77,7 +77,7 @@ def metric_history(root: Path, stages: list[str], limit: int = 50) -> list[Revis
     for line in reversed(log.stdout.decode(errors="replace").splitlines()):
         commit, short, date, subject = (line.split("\x1f") + ["", "", ""])[:4]
         revisions.append(Revision(commit, short, date, subject))
-    specs = [f"{r.commit}:{prefix}metrics/{s}.json" for r in revisions for s in stages]
+    specs = [f"{r.commit}:{prefix}{METRICS_DIR}/{s}.json" for r in revisions for s in stages]
     blobs = iter(read_blobs(root, specs))
     for revision in revisions:
         for stage in stages:

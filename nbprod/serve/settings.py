@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import NbprodError
-from ..project import GENERATED_DIR
+from ..project import PREDICTIONS_DIR
 
 ENV = "NBPROD_SERVE_SETTINGS"
 TOKEN_ENV = "NBPROD_SERVE_TOKEN"
@@ -32,7 +32,7 @@ class ServeSettings:
     max_batch: int = 1000
     max_body_bytes: int = 1_000_000
     log: bool = True
-    log_dir: str = f"{GENERATED_DIR}/serve/predictions"
+    log_dir: str = PREDICTIONS_DIR
     log_inputs: str = "values"             # values | hash | none
     log_max_bytes: int = 10_000_000
     log_keep: int = 5
