@@ -1,0 +1,74 @@
+"""nbprod.proc (tools, PATH, git, stopping a process group) and nbprod.provenance (the package listing)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from nbprod import proc, provenance
+
+BIN = Path(sys.executable).parent
+
+
+def test_tools_come_from_this_environment_first():
+    assert proc.tool("dvc") == str(BIN / "dvc")
+    assert proc.tool("no-such-tool-here") == "no-such-tool-here"
+    env = proc.tool_env({"PATH": "/usr/bin", "KEEP": "1"})
+    assert env["PATH"] == f"{BIN}{os.pathsep}/usr/bin" and env["KEEP"] == "1"
+
+
+def test_git_wrapper(tmp_path):
+    assert proc.git_output(tmp_path, "rev-parse", "HEAD") is None  # not a repository: None, no exception
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    assert proc.git_output(tmp_path, "rev-parse", "--is-inside-work-tree") == "true"
+    done = proc.git(tmp_path, "hash-object", "--stdin", input=b"x", text=False)
+    assert done.returncode == 0 and len(done.stdout.strip()) == 40
+
+
+def test_stop_group_stops_children_and_kills_what_ignores_sigint(tmp_path):
+    # A parent that ignores SIGINT, with a child that ignores it too: both must be gone afterwards.
+    code = ("import signal, subprocess, sys, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+            "signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(60)'])\n"
+            "print(child.pid, flush=True)\ntime.sleep(60)")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    child = int(process.stdout.readline())
+    started = time.monotonic()
+    code = proc.stop_group(process, grace=0.5)
+    assert code == -signal.SIGKILL and time.monotonic() - started < 10
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the child outlived its process group")
+
+
+def test_one_name_normalisation():
+    assert provenance.canonical_name("Scikit_Learn") == provenance.canonical_name("scikit-learn") == "scikit-learn"
+    assert provenance.canonical_name("zope.interface") == "zope-interface"
+    assert provenance.canonical_name("a__b..c") == "a-b-c"
+
+
+def test_listing_agrees_with_importlib_metadata():
+    listed = provenance.installed_packages()
+    expected: dict[str, str] = {}
+    for dist in metadata.distributions():  # the first found wins, as for imports
+        expected.setdefault(provenance.canonical_name(dist.metadata.get("Name") or ""), dist.version)
+    expected.pop("", None)
+    assert listed == dict(sorted(expected.items()))
+    key = provenance.key_packages()
+    assert list(key) == [n for n in provenance.KEY_PACKAGES if n in key]
+    assert all(listed[name] == version for name, version in key.items())
+    captured = provenance.capture()
+    assert captured["packages"] == listed
+    assert captured["packages_sha256"] == provenance.packages_hash(listed)
