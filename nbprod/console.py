@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from .runrecord import EventKind, StageState, StatusState
+
 
 class RunView:
     """Progress bars on a terminal (one per running stage, so parallel stages stay accurate); plain
@@ -33,20 +35,20 @@ class RunView:
 
     def on_event(self, event: dict) -> None:
         kind, stage = event.get("event"), event.get("stage")
-        if kind == "run_start":
+        if kind == EventKind.RUN_START:
             stages = event.get("stages", [])
             if self.progress is not None:
                 self.overall = self.progress.add_task("pipeline", total=len(stages))
             else:
                 self.console.print(f"nbprod: {len(stages)} stages: {', '.join(stages)}")
-        elif kind == "stage_start":
+        elif kind == EventKind.STAGE_START:
             if self.progress is not None:
                 self.tasks[stage] = self.progress.add_task(f"  {stage}", total=event.get("cells") or 1)
             else:
                 self.console.print(f"nbprod: {stage}: running {event.get('cells')} cells")
-        elif kind == "cell" and self.progress is not None and stage in self.tasks:
+        elif kind == EventKind.CELL and self.progress is not None and stage in self.tasks:
             self.progress.update(self.tasks[stage], completed=max(0, event.get("index", 1) - 1))
-        elif kind == "stage_end":
+        elif kind == EventKind.STAGE_END:
             state, duration = event.get("state"), event.get("duration") or 0.0
             if self.progress is not None:
                 task = self.tasks.pop(stage, None)
@@ -60,7 +62,7 @@ class RunView:
 
 
 def _mark(state: str | None) -> str:
-    return {"ran": "[green]✓[/]", "failed": "[red]✗[/]"}.get(state or "", "·")
+    return {StageState.RAN: "[green]✓[/]", StageState.FAILED: "[red]✗[/]"}.get(state or "", "·")
 
 
 def _headline(metrics: dict, limit: int = 3) -> str:
@@ -76,7 +78,8 @@ def print_summary(outcomes) -> None:
     table = Table(title="nbprod run")
     for column in ("stage", "result", "duration", "metrics"):
         table.add_column(column)
-    colours = {"ran": "green", "failed": "red", "up to date": "cyan", "not run": "yellow"}
+    colours = {StageState.RAN: "green", StageState.FAILED: "red", StageState.UP_TO_DATE: "cyan",
+               StageState.NOT_RUN: "yellow"}
     for outcome in outcomes:
         duration = f"{outcome.duration:.1f}s" if outcome.duration is not None else "-"
         colour = colours.get(outcome.state, "white")
@@ -97,6 +100,6 @@ def print_status(statuses) -> None:
     for column in ("stage", "state", "why"):
         table.add_column(column)
     for status in statuses:
-        colour = "green" if status.state == "up to date" else "yellow"
+        colour = "green" if status.state == StatusState.UP_TO_DATE else "yellow"
         table.add_row(status.name, f"[{colour}]{status.state}[/]", "; ".join(status.details) or "-")
     Console(file=sys.stdout, width=max(100, Console().width)).print(table)
