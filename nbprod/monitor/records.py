@@ -26,6 +26,7 @@ import yaml
 
 from ..errors import NbprodError
 from ..project import ENVIRONMENT_FILE, REPORTS_DIR, Project
+from ..runrecord import EventKind, StageState
 
 RECORDS_DIR = "records"
 MANIFEST = "manifest.json"
@@ -283,11 +284,11 @@ def _stage_summary(events: list[dict]) -> dict[str, dict]:
     stages: dict[str, dict] = {}
     for event in events:
         name = event.get("stage")
-        if event["event"] == "run_start":
+        if event["event"] == EventKind.RUN_START:
             for stage in event.get("stages", []):
-                stages.setdefault(stage, {"state": "up to date", "duration": None})
-        elif event["event"] == "stage_end" and name:
-            stages[name] = {"state": event.get("state", "ran"), "duration": event.get("duration"),
+                stages.setdefault(stage, {"state": StageState.UP_TO_DATE.value, "duration": None})
+        elif event["event"] == EventKind.STAGE_END and name:
+            stages[name] = {"state": event.get("state", StageState.RAN.value), "duration": event.get("duration"),
                             "_notebook": event.get("notebook"),
                             "_report": event.get("report")}
     for name, info in stages.items():  # an up-to-date stage's executed notebook is still the current one

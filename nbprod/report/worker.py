@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..project import RUNS_DIR
+from ..runrecord import EventKind
 
 LOG_NAME = "reports.log"  # in the run's folder, beside dvc.log
 
@@ -31,11 +32,11 @@ class ReportWorker:
 
     def on_event(self, event: dict) -> None:
         kind = event.get("event")
-        if kind == "run_start" and event.get("run") and self.process is None:
+        if kind == EventKind.RUN_START and event.get("run") and self.process is None:
             self.log = self.root / RUNS_DIR / str(event["run"]) / LOG_NAME
-        elif kind == "stage_start":
+        elif kind == EventKind.STAGE_START:
             self._start()
-        elif kind == "stage_end" and event.get("stage"):
+        elif kind == EventKind.STAGE_END and event.get("stage"):
             self._send(f"stage {event['stage']}")
 
     def finish(self) -> int:

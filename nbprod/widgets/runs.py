@@ -18,6 +18,7 @@ from nbprod.execution.events import read_events
 from nbprod.execution.lifeline import pid_alive
 from nbprod.execution.runfolder import EVENTS_FILE
 from nbprod.project import GENERATED_DIR, RUNS_DIR
+from nbprod.runrecord import EventKind, StageState
 from nbprod.server.runs import Run, RunRegistry
 
 LOCK_FILE = f"{GENERATED_DIR}/run.lock"
@@ -89,20 +90,20 @@ class RunProgress:
 
     def fold(self, event: dict) -> None:
         kind = event.get("event")
-        if kind == "run_start":
+        if kind == EventKind.RUN_START:
             self.run_id = event.get("run")
             self.stages = list(event.get("stages") or [])
             for name in self.stages:
                 self.progress.setdefault(name, StageProgress(name))
-        elif kind == "run_end":
+        elif kind == EventKind.RUN_END:
             self.ended, self.ok, self.message = True, bool(event.get("ok")), event.get("message")
-        elif kind in ("stage_start", "cell", "stage_end") and event.get("stage"):
+        elif kind in (EventKind.STAGE_START, EventKind.CELL, EventKind.STAGE_END) and event.get("stage"):
             stage = self.progress.setdefault(event["stage"], StageProgress(event["stage"]))
             if event["stage"] not in self.stages:
                 self.stages.append(event["stage"])
-            if kind == "stage_start":
-                stage.state, stage.cells, stage.cell = "running", int(event.get("cells") or 0), 0
-            elif kind == "cell":
+            if kind == EventKind.STAGE_START:
+                stage.state, stage.cells, stage.cell = StageState.RUNNING, int(event.get("cells") or 0), 0
+            elif kind == EventKind.CELL:
                 stage.cell = int(event.get("index") or 0)
                 stage.cells = int(event.get("cells") or stage.cells)
             else:
