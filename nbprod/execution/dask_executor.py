@@ -41,8 +41,6 @@ LOCAL_ONLY_ENV = ("NBPROD_KERNEL_POOL",)
 class DaskExecutor(Executor):
     """Runs jobs as Dask tasks; ``slots`` is the cluster's thread count unless ``-j N`` asks for more."""
 
-    name = "dask"
-
     def __init__(self, slots: int, *, scheduler: str | None = None, project_root: Path | None = None):
         try:
             from distributed import Client, LocalCluster
