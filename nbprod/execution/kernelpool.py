@@ -146,6 +146,9 @@ class _Zygote:
         self.process, self.socket_name = process, socket_name
 
 
+CLOSE_GRACE = 0.05  # seconds a zygote gets to exit on its own when the run ends
+
+
 class KernelPool:
     """Owned by one ``nbprod run``: its zygotes (one per folder stages run in), their sockets, and
     the index (folder -> socket) stage processes read."""
@@ -228,8 +231,11 @@ class KernelPool:
                 pass
         for zygote in self.zygotes.values():
             try:
-                zygote.process.wait(timeout=10)
+                zygote.process.wait(timeout=CLOSE_GRACE)
             except subprocess.TimeoutExpired:
+                # Still importing (it reads its input only between two imports, and a pandas or
+                # scikit-learn import takes a second): every stage has ended, nothing it holds is
+                # needed, so it is not waited for. A no-op run waited ~0.5-1 s here.
                 zygote.process.kill()
                 zygote.process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
