@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import time
 import uuid
@@ -189,16 +188,9 @@ def _wait_or_cancel(process: subprocess.Popen, cancel) -> int | None:
             pass
         if cancel.is_set():
             break
-    for sig, grace in ((signal.SIGINT, 20.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=grace)
-            return None
-        except subprocess.TimeoutExpired:
-            continue
+    from ..proc import stop_group
+
+    stop_group(process, grace=20.0)  # Ctrl-C to the stage's process group, as locally; then SIGKILL
     return None
 
 
