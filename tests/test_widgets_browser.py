@@ -56,8 +56,10 @@ def front_end(request, tmp_path):
         extra = []
     else:
         app, path = "jupyterlab", "/lab/tree/panel.ipynb"
-        subprocess.run([sys.executable, "-m", "jupyter", "labextension", "disable", "nbprod"], env=env,
-                       check=True, capture_output=True)
+        # --level=user writes into this test's JUPYTER_CONFIG_DIR; the default (sys_prefix) would
+        # disable the extension in the whole venv, for every later test and for the user.
+        subprocess.run([sys.executable, "-m", "jupyter", "labextension", "disable", "--level=user", "nbprod"],
+                       env=env, check=True, capture_output=True)
         extra = ['--ServerApp.jpserver_extensions={"nbprod.server": False}']
     log_path = tmp_path / "server.log"
     log = open(log_path, "wb")
