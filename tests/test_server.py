@@ -163,11 +163,12 @@ def test_cancel_stops_a_run_even_from_another_server(server, tmp_path):
     params = server.root / "proj" / "params.yaml"
     # A seed never used before: DVC's run cache cannot restore prepare, so it really runs.
     params.write_text(params.read_text().replace("seed: 42", "seed: 4242"))
-    started = server.api("POST", "runs", json={"path": "proj", "stages": [], "from": "prepare"})
-    assert started.status_code == 202, started.text
-    run_id = started.json()["id"]
+    # Up before the run starts: on a busy machine a server start can outlast the whole (fast) pipeline.
     other = JupyterServer(server.root, tmp_path)
     try:
+        started = server.api("POST", "runs", json={"path": "proj", "stages": [], "from": "prepare"})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
         deadline = time.time() + 60
         offset, seen = 0, []
         while time.time() < deadline and not any(e["event"] == "stage_start" for e in seen):

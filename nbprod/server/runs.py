@@ -96,6 +96,7 @@ class RunRegistry:
             run.process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True)
         (run.folder / "pid").write_text(str(run.process.pid))
+        run.events_path.touch()  # the run exists for every server from now on (its pid is written)
         self._runs[(root, run.id)] = run
         return run
 
