@@ -81,10 +81,13 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     outcome = monitor(project, args.record, notify=args.notify, dry_run=args.dry_run)
     rel = project.rel
     if args.json:
+        served = outcome.served and {"status": outcome.served.status, "note": outcome.served.note}
         print(json.dumps({**outcome.verdict.to_dict(), "dashboard": rel(outcome.dashboard),
-                          "email": outcome.email}, indent=2))
+                          "email": outcome.email, "served": served}, indent=2))
     else:
         _print_checks(outcome)
+        if outcome.served is not None:
+            print(f"Served inputs: {outcome.served.note}")
         print(f"Alerts: {rel(outcome.alerts_path)}")
         print(f"Dashboard: {rel(outcome.dashboard)}")
         if outcome.email == "written":

@@ -1,4 +1,5 @@
-"""Monitoring settings from pyproject.toml: ``[tool.nbprod.monitor]`` (rules), ``[tool.nbprod.notify]``
+"""Monitoring settings from pyproject.toml: ``[tool.nbprod.monitor]`` (rules, and the window of served
+inputs checked for drift), ``[tool.nbprod.notify]``
 (email), ``[tool.nbprod.records]`` (retention) and ``[tool.nbprod.gc]`` (housekeeping limits)."""
 
 from __future__ import annotations
@@ -42,22 +43,53 @@ class Retention:
 
 
 @dataclass
+class ServedWindow:
+    """Which served inputs (nbprod serve's prediction log) are compared with the training data."""
+    rows: int = 5000                 # the newest rows answered
+    hours: float | None = None       # and only those answered in the last HOURS (None: no time limit)
+
+
+SERVED_KEYS = {"served_rows": "rows", "served_hours": "hours"}  # settings, not rules, under [tool.nbprod.monitor]
+
+
+@dataclass
 class MonitorSettings:
     rules: list[Rule] = field(default_factory=list)
     notify: NotifySettings = field(default_factory=NotifySettings)
     retention: Retention = field(default_factory=Retention)
+    served: ServedWindow = field(default_factory=ServedWindow)
 
 
 def load_settings(root: Path) -> MonitorSettings:
     from ..project import read_config
 
     raw = read_config(root)
-    rules = parse_rules(raw.get("monitor", {}), "monitor")
+    table = raw.get("monitor", {})
+    served = _served(table) if isinstance(table, dict) else ServedWindow()
+    if isinstance(table, dict):
+        table = {k: v for k, v in table.items() if k not in SERVED_KEYS}
+    rules = parse_rules(table, "monitor")
     for rule in rules:
         if rule.metric.startswith("duration.") and not rule.metric[len("duration."):]:
             raise NbprodError("[tool.nbprod.monitor] duration. needs a stage name", WHERE,
                               fix='write duration.train = "<= 2 * median(last 10)"')
-    return MonitorSettings(rules, _notify(raw.get("notify", {})), _retention(raw.get("records", {}), raw.get("gc", {})))
+    return MonitorSettings(rules, _notify(raw.get("notify", {})), _retention(raw.get("records", {}), raw.get("gc", {})),
+                           served)
+
+
+def _served(table: dict) -> ServedWindow:
+    window = ServedWindow()
+    for key, attribute in SERVED_KEYS.items():
+        if key not in table:
+            continue
+        value = table[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0 or \
+                (key == "served_rows" and not float(value).is_integer()):
+            raise NbprodError(f"[tool.nbprod.monitor] {key} = {value!r} must be a positive "
+                              + ("whole number of rows" if key == "served_rows" else "number of hours"), WHERE,
+                              fix="write served_rows = 5000" if key == "served_rows" else "write served_hours = 24")
+        setattr(window, attribute, int(value) if key == "served_rows" else float(value))
+    return window
 
 
 def _notify(table) -> NotifySettings:

@@ -65,8 +65,11 @@ def headline_metrics(rules: list[Rule], records: list[Record]) -> list[str]:
     return [n for values in latest.values() for n in values if not _is_drift(n)][:6]
 
 
+DRIFT_FAMILIES = (("drift.", ""), ("served.drift.", "served inputs: "))  # (metric prefix, chart title prefix)
+
+
 def _is_drift(metric: str) -> bool:
-    return metric.rpartition(":")[2].startswith("drift.")
+    return metric.rpartition(":")[2].startswith(tuple(prefix for prefix, _ in DRIFT_FAMILIES))
 
 
 def render_dashboard(root: Path, title: str, records: list[Record], verdicts: list[Verdict], rules: list[Rule],
@@ -204,20 +207,24 @@ def _drift_section(records, times, verdicts) -> str:
     names: list[str] = []
     for record in records:
         for values in record.metrics.values():
-            names += [n for n in values if n.startswith("drift.") and n not in names]
+            names += [n for n in values if _is_drift(n) and n not in names]
     if not names:
         return ""
     out = [('<h2>Data drift</h2><p class="muted">How the data of each run compares with the training data, '
-            "as the runs' drift checks recorded it.</p><div class=\"charts\" id=\"drift\">")]
-    for overall in [n for n in names if n.count(".") == 1 and n != "drift.dataset_drifted"]:
-        lines, alerts = _rule_lines(overall, records, times, verdicts)
-        title = "share of columns that drifted" if overall == "drift.share" else overall
-        out.append(time_chart(title, [_metric_series(overall, records, times, alerts, name=overall)], lines))
-    columns = _moving_columns(records, [n for n in names if n.count(".") >= 2 and n.endswith(".score")])
-    if columns:
-        series = [_metric_series(n, records, times, set(), PALETTE[i % len(PALETTE)], n[len("drift."):-len(".score")])
-                  for i, n in enumerate(columns)]
-        out.append(time_chart(f"drift score of the {len(columns)} columns that changed most", series))
+            "as the runs' drift checks recorded it; \"served inputs\" charts compare what the served model "
+            "answered (its prediction log, checked by nbprod monitor) with the training data of the version "
+            "in production.</p><div class=\"charts\" id=\"drift\">")]
+    for prefix, what in DRIFT_FAMILIES:
+        family = [n for n in names if n.startswith(prefix)]
+        for overall in [n for n in family if "." not in n[len(prefix):] and n[len(prefix):] != "dataset_drifted"]:
+            lines, alerts = _rule_lines(overall, records, times, verdicts)
+            title = what + ("share of columns that drifted" if overall == prefix + "share" else overall)
+            out.append(time_chart(title, [_metric_series(overall, records, times, alerts, name=overall)], lines))
+        columns = _moving_columns(records, [n for n in family if "." in n[len(prefix):] and n.endswith(".score")])
+        if columns:
+            series = [_metric_series(n, records, times, set(), PALETTE[i % len(PALETTE)],
+                                     n[len(prefix):-len(".score")]) for i, n in enumerate(columns)]
+            out.append(time_chart(f"{what}drift score of the {len(columns)} columns that changed most", series))
     out.append("</div>")
     return "".join(out)
 

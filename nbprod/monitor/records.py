@@ -3,8 +3,9 @@
 
 A record is assembled in a hidden temporary folder next to the others and renamed into place (a
 reader never sees half a record; an existing record is never replaced), then made read-only. The
-one file added later is ``alerts.json``, written by ``nbprod monitor`` (outside the manifest: it is
-the verdict on the record, not part of it).
+files added later are ``alerts.json`` and ``served_drift.json``, written by ``nbprod monitor``
+(outside the manifest: the verdict on the record and the drift of the inputs ``nbprod serve``
+answered up to then, not part of the run).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ RECORDS_DIR = "records"
 MANIFEST = "manifest.json"
 RECORD_FILE = "record.json"
 ALERTS_FILE = "alerts.json"
+SERVED_FILE = "served_drift.json"   # served.drift.* metrics (nbprod.monitor.served)
+ADDED_FILES = (ALERTS_FILE, SERVED_FILE)  # written by nbprod monitor, outside the manifest
 FORMAT = 1
 _STAGE_EVENTS = {"run_start", "stage_start", "stage_end", "run_end"}
 
@@ -53,7 +56,10 @@ class Record:
 
     @property
     def metrics(self) -> dict[str, dict]:
-        return self.data.get("metrics", {})
+        """The run's metrics files, plus the served-input drift monitor added (as its own "file")."""
+        served = self.served
+        metrics = self.data.get("metrics", {})
+        return {**metrics, SERVED_FILE: served["metrics"]} if served and served.get("metrics") else metrics
 
     @property
     def durations(self) -> dict[str, float]:
@@ -66,10 +72,18 @@ class Record:
 
     @cached_property
     def alerts(self) -> dict | None:
-        try:
-            return json.loads((self.path / ALERTS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        return _read_json(self.path / ALERTS_FILE)
+
+    @cached_property
+    def served(self) -> dict | None:
+        return _read_json(self.path / SERVED_FILE)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def records_dir(project: Project) -> Path:
@@ -189,18 +203,27 @@ def verify_record(record: Record) -> list[str]:
             problems.append(f"{record.name}: {rel} is missing")
         elif hashlib.sha256(path.read_bytes()).hexdigest() != entry.get("sha256"):
             problems.append(f"{record.name}: {rel} was changed (sha256 differs from the manifest)")
-    for rel in sorted(present - set(listed) - {MANIFEST, ALERTS_FILE}):
+    for rel in sorted(present - set(listed) - {MANIFEST, *ADDED_FILES}):
         problems.append(f"{record.name}: {rel} is not in the manifest")
     return problems
 
 
 def write_alerts(record: Record, alerts: dict) -> Path:
     """Write (or rewrite, when the rules changed) the record's alerts.json; the record stays read-only."""
-    path = record.path / ALERTS_FILE
-    text = json.dumps(alerts, indent=1, sort_keys=True) + "\n"
+    return _write_added(record, ALERTS_FILE, alerts)
+
+
+def write_served(record: Record, served: dict) -> Path:
+    """Write (or rewrite: the log grew) the record's served_drift.json; the record stays read-only."""
+    return _write_added(record, SERVED_FILE, served)
+
+
+def _write_added(record: Record, name: str, content: dict) -> Path:
+    path = record.path / name
+    text = json.dumps(content, indent=1, sort_keys=True) + "\n"
     record.path.chmod(0o755)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".alerts.", dir=record.path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=record.path)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.chmod(tmp, 0o444)
@@ -208,6 +231,7 @@ def write_alerts(record: Record, alerts: dict) -> Path:
     finally:
         record.path.chmod(0o555)
     record.__dict__.pop("alerts", None)
+    record.__dict__.pop("served", None)
     return path
 
 

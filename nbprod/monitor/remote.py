@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import NbprodError
 from ..project import Project
 from .records import (
-    ALERTS_FILE,
+    ADDED_FILES,
     MANIFEST,
     Record,
     list_records,
@@ -97,9 +97,9 @@ def pull(project: Project, remote: str | None = None) -> Transfer:
         try:
             manifest_text = fs.cat_file(fs.join(base, name, MANIFEST))
             manifest = json.loads(manifest_text)
-            for rel in [*manifest.get("files", {}), ALERTS_FILE]:
+            for rel in [*manifest.get("files", {}), *ADDED_FILES]:
                 source = fs.join(base, name, rel)
-                if rel == ALERTS_FILE and not fs.exists(source):
+                if rel in ADDED_FILES and not fs.exists(source):
                     continue
                 target = tmp / rel
                 if not target.resolve().is_relative_to(tmp.resolve()):

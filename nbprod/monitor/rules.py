@@ -11,6 +11,7 @@ from ..rules import CHAMPION, MEDIAN, Check, Rule, check, lookup
 from .records import Record
 
 DURATION = "duration."
+SERVED = "served."  # drift of the served inputs, added by nbprod monitor (monitor/served.py)
 
 
 @dataclass
@@ -77,6 +78,7 @@ def evaluate(record: Record, earlier: list[Record], rules: list[Rule], champions
         value = value_of(record, rule.metric)
         if value is None:
             why = ("the stage did not run (up to date)" if rule.metric.startswith(DURATION)
+                   else _served_why(record) if rule.metric.startswith(SERVED)
                    else "not recorded in this record")
             verdict.checks.append(Check(rule.text, None, None, None, why + "; not checked"))
             continue
@@ -86,6 +88,13 @@ def evaluate(record: Record, earlier: list[Record], rules: list[Rule], champions
         base = lookup(champion, rule.metric, "monitor") if champion is not None and rule.base == CHAMPION else None
         verdict.checks.append(check(rule, value, base, history, has_champion=champion is not None))
     return verdict
+
+
+def _served_why(record: Record) -> str:
+    served = record.served
+    if served is None:
+        return "no prediction log of nbprod serve was checked with this record"
+    return served.get("note") or "no served inputs were compared"
 
 
 def evaluate_history(records: list[Record], rules: list[Rule], champions: ChampionMetrics) -> list[Verdict]:

@@ -1,5 +1,6 @@
-"""``nbprod monitor``: check the rules on a record, write its ``alerts.json``, then the dashboard, then
-(optionally) the email. The order is deliberate: a dashboard or email failure never loses the verdict."""
+"""``nbprod monitor``: add the served inputs' drift to the latest record (``served_drift.json``), check
+the rules on a record, write its ``alerts.json``, then the dashboard, then (optionally) the email.
+The order is deliberate: a dashboard or email failure never loses the verdict."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from .dashboard import (
     registry_markers,
     render_dashboard,
 )
-from .records import Record, find_record, list_records, model_settings, write_alerts
+from .records import Record, find_record, list_records, model_settings, write_alerts, write_served
 from .rules import ChampionMetrics, Verdict, evaluate_history
+from .served import NO_LOG, ServedDrift, served_drift
 
 EMAIL_DIR = f"{GENERATED_DIR}/monitor"
 
@@ -29,6 +31,7 @@ class MonitorOutcome:
     email: str = "not requested"      # sent | written | not needed | not requested | failed
     email_path: Path | None = None
     email_error: str | None = None
+    served: ServedDrift | None = None  # None when an older record was checked (its served drift is kept)
 
 
 def monitor(project: Project, record_name: str | None = None, notify: bool = False,
@@ -46,7 +49,13 @@ def monitor(project: Project, record_name: str | None = None, notify: bool = Fal
                           fix='set to = ["team@example.com"] under [tool.nbprod.notify]')
     record = find_record(project, record_name)
     records = list_records(project)
+    latest = records[-1].name == record.name
     records = records[:[r.name for r in records].index(record.name) + 1]  # the history up to this record
+    served = None
+    if latest:  # the log holds what was served up to now: it belongs with the newest record only
+        served = served_drift(project, settings.served)
+        if served.status != NO_LOG:
+            write_served(record, served.to_dict())
     champions = ChampionMetrics(project.root)
     verdicts = evaluate_history(records, settings.rules, champions)
     verdict = verdicts[-1]
@@ -55,7 +64,7 @@ def monitor(project: Project, record_name: str | None = None, notify: bool = Fal
     title = project_title(project.root)
     dashboard = render_dashboard(project.root, title, records, verdicts, settings.rules,
                                  registry_markers(project.root, model_name), git_revisions(project.root))
-    outcome = MonitorOutcome(record, verdict, alerts_path, dashboard)
+    outcome = MonitorOutcome(record, verdict, alerts_path, dashboard, served=served)
     if notify:
         _notify(project, settings, records, verdicts, champions, outcome, dry_run)
     return outcome

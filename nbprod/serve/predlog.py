@@ -135,11 +135,20 @@ def read_log(folder: Path):
                     yield json.loads(line)
 
 
-def served_inputs(folder: Path, variant: str | None = "prod"):
+def served_inputs(folder: Path, variant: str | None = "prod", last_rows: int | None = None,
+                  since: datetime | None = None):
     """The inputs served (one row per predicted row) as a DataFrame in training column layout, for
-    drift against the training data; shadow scorings are left out (they repeat the same inputs)."""
+    drift against the training data; shadow scorings are left out (they repeat the same inputs).
+    ``since`` keeps requests answered at or after that time, ``last_rows`` the newest rows (entries
+    are ordered by time, as several workers' files interleave)."""
     import pandas as pd
 
-    frames = [pd.DataFrame(e["inputs"]) for e in read_log(folder)
-              if "inputs" in e and not e.get("shadow") and (variant is None or e.get("variant") == variant)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    entries = [e for e in read_log(folder)
+               if "inputs" in e and not e.get("shadow") and (variant is None or e.get("variant") == variant)]
+    if since is not None or last_rows is not None:
+        timed = [(datetime.fromisoformat(e["time"]), e) for e in entries if isinstance(e.get("time"), str)]
+        timed.sort(key=lambda pair: pair[0])
+        entries = [e for when, e in timed if since is None or when >= since]
+    frames = [pd.DataFrame(e["inputs"]) for e in entries]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return frame.tail(last_rows).reset_index(drop=True) if last_rows is not None else frame

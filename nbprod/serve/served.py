@@ -59,9 +59,9 @@ def load_version(root: Path, info: ModelVersion, max_batch: int, extra_keys=froz
         raise NbprodError(f"the model of {info.tag} has no feature_names_in_ (trained without column names)",
                           info.model_path, fix="train it on a DataFrame, or declare its data schema in schemas/")
     features = [str(f) for f in features]
-    training = _first_frame(root, info.training, features)
+    training = first_frame(root, info.training, features)
     contract = _contract(root, info, features, training, max_batch, extra_keys)
-    holdout = _first_frame(root, info.holdout, features)
+    holdout = first_frame(root, info.holdout, features)
     source_frame, source = (holdout, "holdout") if holdout is not None else (training, "training data")
     if source_frame is None or not len(source_frame):
         raise NbprodError(f"{info.tag} has no readable holdout or training rows for the smoke prediction",
@@ -78,7 +78,8 @@ def _plain(value):
     return None if value is not None and not isinstance(value, (str, bool)) and value != value else value
 
 
-def _first_frame(root: Path, refs, features: list[str]):
+def first_frame(root: Path, refs, features: list[str]):
+    """The first of ``refs`` read from the cache that holds every column of ``features`` (None if none does)."""
     for ref in refs:
         frame = read_frame(root, ref)
         if frame is not None and all(f in frame.columns for f in features):
