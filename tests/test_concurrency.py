@@ -85,6 +85,9 @@ def test_a_run_from_jupyterlab_and_one_from_the_cli_do_not_corrupt_each_other(fa
         assert started.status_code == 202, started.text
         run_id = started.json()["id"]
         wait_for(marker.exists, 240, "the server's run to reach stage 'second'")
+        # Its report of stage 'first' is rendered while 'second' runs: let that legitimate write land
+        # before checking that the refused runs change nothing.
+        wait_for((project / "reports/first.html").exists, 120, "the report of stage 'first'")
         _second_run_refused(project)
         release.touch()
         events = wait_for_run(server, run_id)

@@ -70,8 +70,7 @@ class RunLock:
                 waited = f" after waiting {self.wait:g} s" if self.wait else ""
                 raise NbprodError(f"another nbprod run is in progress ({holder}){waited}",
                                   self.path.parent.name + "/run.lock",
-                                  fix="wait for it to finish, or cancel it, then run again "
-                                      "(--lock-timeout SECONDS waits for it)") from None
+                                  fix="wait for it to finish, or cancel it, then run again") from None
         self.handle.seek(0)
         self.handle.truncate()
         self.handle.write(f"pid {os.getpid()}")
