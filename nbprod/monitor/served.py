@@ -42,7 +42,10 @@ def served_drift(project: Project, window: ServedWindow, now: datetime | None = 
     from .records import model_settings
 
     model, _ = model_settings(project.root)
-    folder = project.root / load_settings(project.root, model).log_dir
+    try:
+        folder = project.root / load_settings(project.root, model).log_dir
+    except NbprodError as exc:  # a bad [tool.nbprod.serve] must not cost the record its verdict
+        return ServedDrift(NOT_CHECKED, f"the prediction log cannot be found: {exc}")
     where = folder.relative_to(project.root).as_posix() if folder.is_relative_to(project.root) else str(folder)
     if not folder.is_dir() or not log_files(folder):
         return ServedDrift(NO_LOG, f"no prediction log in {where} (nbprod serve writes it)")

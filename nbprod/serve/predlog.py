@@ -149,6 +149,24 @@ def served_inputs(folder: Path, variant: str | None = "prod", last_rows: int | N
         timed = [(datetime.fromisoformat(e["time"]), e) for e in entries if isinstance(e.get("time"), str)]
         timed.sort(key=lambda pair: pair[0])
         entries = [e for when, e in timed if since is None or when >= since]
-    frames = [pd.DataFrame(e["inputs"]) for e in entries]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if last_rows is not None:  # only the newest entries that hold the rows asked for become frames
+        kept, rows = [], 0
+        for entry in reversed(entries):
+            if rows >= last_rows:
+                break
+            kept.append(entry)
+            rows += len(next(iter(entry["inputs"].values()), []))
+        entries = kept[::-1]
+    # One DataFrame from joined column lists: a frame per entry cost ~0.5 ms each (27 s for 50,000).
+    columns: dict[str, list] = {}
+    total = 0
+    for entry in entries:
+        inputs = entry["inputs"]
+        rows = len(next(iter(inputs.values()), []))
+        for name in inputs:
+            columns.setdefault(name, [None] * total)
+        for name, values in columns.items():
+            values.extend(inputs.get(name, [None] * rows))
+        total += rows
+    frame = pd.DataFrame(columns)
     return frame.tail(last_rows).reset_index(drop=True) if last_rows is not None else frame
