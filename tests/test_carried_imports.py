@@ -113,7 +113,8 @@ def test_a_name_also_bound_otherwise_keeps_todays_rules(tmp_path):
 
 
 def test_a_stage_that_imports_again_is_the_one_carried(tmp_path):
-    cells = [(["stage:a"], "import json"), (["stage:b"], "import json as json\nx = 1"), (["stage:c"], "y = json.dumps(2)")]
+    cells = [(["stage:a"], "import json"), (["stage:b"], "import json as json\nx = 1"),
+             (["stage:c"], "y = json.dumps(2)")]
     pipeline = load_pipeline(load_project(_scratch(tmp_path / "p", cells)))
     assert [(c.stage, c.source) for c in pipeline.stage("c").carried] == [("b", "import json as json")]
 
