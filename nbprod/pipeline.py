@@ -251,11 +251,11 @@ def _kernel_of(nb: dict, project: Project, rel: str) -> tuple[str, str]:
     Python notebooks run in ``[tool.nbprod] kernel``: which Python kernel Lab last used (a personal
     venv kernel, say) is not part of the pipeline, so switching it reruns nothing and CI need not have
     it. A notebook in another language (R) runs in the kernel its own metadata names."""
-    metadata = nb.get("metadata") or {}
+    metadata = nb.get("metadata") if isinstance(nb.get("metadata"), dict) else {}
     spec = metadata.get("kernelspec") if isinstance(metadata.get("kernelspec"), dict) else {}
     info = metadata.get("language_info") if isinstance(metadata.get("language_info"), dict) else {}
-    language = spec.get("language") or info.get("name") or "python"
-    language = "r" if is_r(str(language)) else str(language).lower()
+    language = next((v for v in (spec.get("language"), info.get("name")) if isinstance(v, str) and v), "python")
+    language = "r" if is_r(language) else language.lower()
     own = spec.get("name") if isinstance(spec.get("name"), str) and spec.get("name") else None
     name = own if own and language != "python" else project.kernel
     if name != project.kernel:  # the project's default is checked where it starts (no cost on the hot path)

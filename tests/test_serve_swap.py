@@ -41,7 +41,9 @@ def load(base: str, body: dict, stop: threading.Event, results: list) -> None:
                 return
             begin = time.time()
             try:
-                response = client.post(f"{base}/predict", json=body)
+                # A new connection per request: kept-alive connections could all land on one worker,
+                # and then the test could not see every worker answer with the new version.
+                response = client.post(f"{base}/predict", json=body, headers={"Connection": "close"})
                 results.append((begin, time.time(), response.status_code, response.headers.get("x-model-version")))
             except httpx.HTTPError as exc:
                 results.append((begin, time.time(), repr(exc), None))
