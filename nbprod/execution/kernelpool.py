@@ -87,23 +87,44 @@ def _denied(name: str) -> bool:
     return any(name == d or name.startswith(d + ".") for d in DENY)
 
 
+def _installed_spec(kernel: str) -> dict | None:
+    """The ``kernel.json`` jupyter_client would pick for ``kernel``: the first ``<name>/kernel.json``
+    on jupyter_path("kernels") (its IPython-dir entry comes last). Read directly, because importing
+    jupyter_client to ask it costs ~0.3 s on the start of every run, a no-op run included."""
+    try:
+        from jupyter_core.paths import jupyter_path
+
+        for folder in jupyter_path("kernels"):
+            path = Path(folder) / kernel.lower() / "kernel.json"
+            if path.is_file():
+                spec = json.loads(path.read_text(encoding="utf-8"))
+                return spec if isinstance(spec, dict) and isinstance(spec.get("argv"), list) else None
+    except (ImportError, OSError, ValueError):
+        return None
+    return None
+
+
 def kernel_command(kernel: str) -> tuple[list[str], dict] | None:
     """The kernel spec's command (``python`` resolved as jupyter_client resolves it) and env, when it
     is an ipykernel the pool can fork; None otherwise."""
-    try:
-        from jupyter_client.kernelspec import KernelSpecManager
+    installed = _installed_spec(kernel)
+    if installed is not None:
+        argv, env, metadata = list(installed["argv"]), installed.get("env") or {}, installed.get("metadata") or {}
+    else:  # not installed as a file (ipykernel's built-in python3, say): jupyter_client decides
+        try:
+            from jupyter_client.kernelspec import KernelSpecManager
 
-        spec = KernelSpecManager().get_kernel_spec(kernel)
-    except Exception:  # noqa: BLE001 - exec reports a missing kernel; the pool just stands aside
-        return None
-    argv = list(spec.argv)
-    if spec.metadata.get("kernel_provisioner") or len(argv) < 3 or tuple(argv[1:3]) != ("-m", "ipykernel_launcher"):
+            spec = KernelSpecManager().get_kernel_spec(kernel)
+        except Exception:  # noqa: BLE001 - exec reports a missing kernel; the pool just stands aside
+            return None
+        argv, env, metadata = list(spec.argv), spec.env, spec.metadata
+    if metadata.get("kernel_provisioner") or len(argv) < 3 or tuple(argv[1:3]) != ("-m", "ipykernel_launcher"):
         return None
     if argv[0] in {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}:
         argv[0] = sys.executable
     if not os.path.isabs(argv[0]):
         argv[0] = shutil.which(argv[0]) or argv[0]
-    return argv, dict(spec.env or {})
+    return argv, dict(env or {})
 
 
 def preload_groups(project) -> dict[str, list[str]]:
