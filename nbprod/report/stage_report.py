@@ -88,10 +88,7 @@ def header_html(run: StageRun, root: Path, no_input: bool = False) -> str:
 
     metrics = run.metrics
     if metrics:
-        cards = "".join(
-            f'<div class="metric" data-metric="{escape(n)}"><div class="name">{escape(n)}</div>'
-            f'<div class="value">{format_number(v)}</div></div>' for n, v in metrics.items())
-        parts.append(f'<h2>Metrics</h2><div class="metrics">{cards}</div>')
+        parts.append("<h2>Metrics</h2>" + _metrics_html(metrics))
     others = [(n, v) for n, v in run.scraps.items()
               if n not in metrics and not isinstance(v, DisplayScrap) and not _is_frame(v)]
     if others:
@@ -135,6 +132,30 @@ def header_html(run: StageRun, root: Path, no_input: bool = False) -> str:
                  f"{escape(run.executed_path.name)}</code> · <a href=\"index.html\">all stages</a></p>")
     parts.append('</div><hr class="nbprod-divider">')
     return "".join(parts)
+
+
+def _metrics_html(metrics: dict) -> str:
+    """Headline metrics as cards (plain names and one-level ones such as ``fairness.dp_ratio`` or
+    ``drift.share``); deeper names (``fairness.recall.B``, ``drift.<column>.score``), which run to
+    dozens per stage, as one folded table per family, so the headline stays readable."""
+    families: dict[str, list[tuple[str, object]]] = {}
+    headline = []
+    for name, value in metrics.items():
+        if name.count(".") >= 2:
+            families.setdefault(name.split(".", 1)[0], []).append((name, value))
+        else:
+            headline.append((name, value))
+    html = ""
+    if headline:
+        html += '<div class="metrics">' + "".join(
+            f'<div class="metric" data-metric="{escape(n)}"><div class="name">{escape(n)}</div>'
+            f'<div class="value">{format_number(v)}</div></div>' for n, v in headline) + "</div>"
+    for family, items in families.items():
+        rows = "".join(f'<tr><td>{escape(n)}</td><td data-metric="{escape(n)}">{format_number(v)}</td></tr>'
+                       for n, v in items)
+        html += (f'<details class="metric-family"><summary>{escape(family)}: {len(items)} more metrics'
+                 f'</summary><table>{rows}</table></details>')
+    return html
 
 
 def _is_frame(value) -> bool:
