@@ -185,9 +185,9 @@ class KernelPool:
     def start(cls, kernel: str, log: Path, groups: dict[str, list[str]]) -> KernelPool | None:
         """A pool with a zygote for each folder of ``groups`` (folder -> modules to preload).
 
-        The zygotes are spawned with this interpreter before the kernel spec is looked up (that
-        costs ~0.1 s of imports, and a zygote's start-up is on the first stage's critical path);
-        when the spec asks for another interpreter or environment they are replaced."""
+        The zygotes are spawned with this interpreter before the kernel spec is looked up (a
+        zygote's start-up is on the first stage's critical path); when the spec asks for another
+        interpreter or environment they are replaced."""
         if not supported():
             return None
         try:
