@@ -18,9 +18,11 @@ What differs from the local executor, and why:
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -66,7 +68,10 @@ class DaskExecutor(Executor):
                               fix="start workers with `dask worker " + str(scheduler) + "`")
         super().__init__(slots if slots > 1 else threads)
         self._cancel_name = f"nbprod-cancel-{uuid.uuid4().hex}"
-        self._futures: dict = {}   # future -> (job, start time)
+        self._futures: dict = {}   # future -> (job, start time, worker it was placed on)
+        self._workers = sorted(self.client.nthreads())
+        self._prepared: dict[str, str] = {}   # stage -> worker where its `nbprod exec` is warming up
+        self._announced: set[str] = set()     # every stage ever prepared (released at close)
         if project_root is not None:
             self.check_shared_project(Path(project_root))
 
@@ -87,12 +92,48 @@ class DaskExecutor(Executor):
                                   "nbprod run --executor dask",
                                   fix="put the project on a file system every worker mounts at the same path")
 
+    def prepare(self, job: Job) -> None:
+        """Start the stage's `nbprod exec` and its kernel on a worker now (the worker's next job when it
+        is busy), so a remote stage's start-up overlaps the stage before it, as locally."""
+        if not job.nbprod_stage or job.stage in self._prepared:
+            return
+        worker = self._place(exclude=set(self._prepared.values()))
+        if worker is None:
+            return
+        try:
+            self.client.run(_prestart_on_worker, job.stage, str(job.cwd), _remote_env(job.env), str(job.log),
+                            workers=[worker])
+        except Exception:  # noqa: BLE001 - a worker gone meanwhile: the job starts cold elsewhere
+            return
+        self._prepared[job.stage] = worker
+        self._announced.add(job.stage)
+
+    def discard(self, stage: str) -> None:
+        worker = self._prepared.pop(stage, None)
+        if worker is not None:
+            self._release([stage], [worker])
+
+    def _place(self, exclude: set[str]) -> str | None:
+        """A worker for the next job: idle ones first, then busy ones (it runs when they are free)."""
+        busy = [w for _, _, w in self._futures.values()]
+        candidates = [w for w in self._workers if w not in exclude]
+        idle = [w for w in candidates if w not in busy]
+        return (idle or candidates or [None])[0]
+
+    def _release(self, stages: list[str], workers: list[str] | None = None) -> None:
+        try:
+            self.client.run(_discard_on_worker, stages, **({"workers": workers} if workers else {}))
+        except Exception:  # noqa: BLE001 - a worker gone takes its warm processes with it (lifeline)
+            pass
+
     def submit(self, job: Job) -> None:
-        env = {k: v for k, v in job.env.items() if k not in LOCAL_ONLY_ENV and k != RUN_PID_ENV}
-        future = self.client.submit(run_job, [list(c) for c in job.commands], str(job.cwd), env, str(job.log),
-                                    self._cancel_name, key=f"nbprod-{job.stage}-{uuid.uuid4().hex[:8]}",
-                                    pure=False)
-        self._futures[future] = (job, time.monotonic())
+        worker = self._prepared.pop(job.stage, None) or self._place(exclude=set(self._prepared.values()))
+        # A preference, not a rule: if that worker dies, Dask runs the job elsewhere (cold).
+        placement = {"workers": [worker], "allow_other_workers": True} if worker else {}
+        future = self.client.submit(run_job, [list(c) for c in job.commands], str(job.cwd), _remote_env(job.env),
+                                    str(job.log), self._cancel_name, job.stage if job.nbprod_stage else None,
+                                    key=f"nbprod-{job.stage}-{uuid.uuid4().hex[:8]}", pure=False, **placement)
+        self._futures[future] = (job, time.monotonic(), worker)
 
     def running(self) -> int:
         return len(self._futures)
@@ -111,7 +152,7 @@ class DaskExecutor(Executor):
             return []
         results = []
         for future in done:
-            job, start = self._futures.pop(future)
+            job, start, _ = self._futures.pop(future)
             results.append(self._result(future, job, time.monotonic() - start))
         return results
 
@@ -144,6 +185,9 @@ class DaskExecutor(Executor):
             self._futures.clear()
 
     def close(self) -> None:
+        if getattr(self, "_announced", None) and getattr(self, "client", None) is not None:
+            self._release(sorted(self._announced))  # warm processes never given their stage
+            self._announced = set()
         for resource in (getattr(self, "client", None), self.cluster):
             if resource is not None:
                 try:
@@ -153,17 +197,71 @@ class DaskExecutor(Executor):
         self.cluster = None
 
 
-def run_job(commands: list[list[str]], cwd: str, env: dict[str, str], log: str, cancel_name: str) -> dict:
-    """On a worker: run the job's commands in order, stop at the first failure; interruptible by cancel."""
+def _remote_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in LOCAL_ONLY_ENV and k != RUN_PID_ENV}
+
+
+# On a worker: `nbprod exec` processes started ahead of their stage, by stage name.
+_WARM: dict[str, subprocess.Popen] = {}
+
+
+def _worker_env(env: dict[str, str], address: str) -> dict[str, str]:
+    # The stage ends with this worker process (lifeline), and names it when it fails.
+    return {**env, RUN_PID_ENV: str(os.getpid()), "NBPROD_WORKER": address}
+
+
+def _prestart_on_worker(stage: str, cwd: str, env: dict[str, str], log: str, dask_worker=None) -> None:
+    """On a worker (``client.run``): a pre-started `nbprod exec` for ``stage`` (nbprod.execution.prestart)
+    that starts the stage's kernel now and runs the stage when its job arrives."""
+    env = _worker_env(env, str(dask_worker.address))
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "nbprod.execution.prestart"], cwd=cwd, env=env,
+                                   stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    line = json.dumps({"stage": stage, "cwd": cwd, "env": env, "log": log, "run": False}) + "\n"
+    process.stdin.write(line.encode())
+    process.stdin.flush()
+    _discard_on_worker([stage])  # an older one for the same stage (a run cancelled before it ran)
+    _WARM[stage] = process
+
+
+def _discard_on_worker(stages: list[str]) -> None:
+    """On a worker: end of input for these stages' warm processes: they stop their kernels and exit."""
+    for stage in stages:
+        process = _WARM.pop(stage, None)
+        if process is not None:
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
+
+
+def run_job(commands: list[list[str]], cwd: str, env: dict[str, str], log: str, cancel_name: str,
+            stage: str | None = None) -> dict:
+    """On a worker: run the job's commands in order, stop at the first failure; interruptible by cancel.
+    An nbprod stage announced to this worker runs in its warm process instead (same code, same exit)."""
     from distributed import Event, get_worker
 
     worker = get_worker()
-    env = {**env, RUN_PID_ENV: str(os.getpid()), "NBPROD_WORKER": str(worker.address)}
+    env = _worker_env(env, str(worker.address))
     cancel = Event(cancel_name)
     Path(log).parent.mkdir(parents=True, exist_ok=True)
+    warm = _WARM.pop(stage, None) if stage else None
     with open(log, "ab") as out:
         out.write(f"nbprod: running on Dask worker {worker.address}\n".encode())
         out.flush()
+        if warm is not None and warm.poll() is None:
+            try:
+                warm.stdin.write(b"run\n")
+                warm.stdin.close()
+            except OSError:
+                warm = None
+            if warm is not None:
+                code = _wait_or_cancel(warm, cancel)
+                if code is None:
+                    return {"returncode": 130, "worker": worker.address, "cancelled": True}
+                return {"returncode": code, "worker": worker.address}
         for argv in commands:
             try:
                 process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
