@@ -66,7 +66,9 @@ def _mark(state: str | None) -> str:
 
 
 def _headline(metrics: dict, limit: int = 3) -> str:
-    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(metrics.items())[:limit]]
+    # The stage's own metrics first (accuracy), then families (drift.share), then their details.
+    ordered = sorted(metrics.items(), key=lambda item: item[0].count("."))
+    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in ordered[:limit]]
     more = len(metrics) - limit
     return ", ".join(parts) + (f" (+{more})" if more > 0 else "")
 
