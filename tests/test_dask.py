@@ -129,6 +129,9 @@ def test_dask_run_records_what_a_serial_dvc_repro_records(cluster, tmp_path):
     events = [json.loads(line) for p in (remote / ".nbprod" / "runs").glob("*/events.jsonl")
               for line in p.read_text().splitlines()]
     assert {e.get("stage") for e in events if e["event"] == "stage_end"} >= {"a", "b", "total"}
+    # Each stage ran once, in a process pre-started on its worker or in `nbprod exec`, never both.
+    starts = [e["stage"] for e in events if e["event"] == "stage_start"]
+    assert sorted(starts) == ["a", "b", "total"]
     # Up to date: nothing reruns on the cluster.
     again = nbprod("run", "--no-report", "--executor", "dask", "--scheduler", cluster.address, cwd=remote)
     assert again.returncode == 0
@@ -219,7 +222,7 @@ def test_cancel_ends_the_remote_stage(cluster, tmp_path):
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and _processes_in(root):
         time.sleep(0.2)
-    assert not _processes_in(root)
+    assert not _processes_in(root), [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _processes_in(root)]
     assert not (root / "dvc.lock").exists()
 
 
