@@ -49,46 +49,39 @@ class _Cluster:
             process.wait(timeout=30)
 
 
-def dask_parallel(work: Path, size: Size) -> list[Row]:
-    count, seconds = (4, 0.5) if size.tiny else (8, 2.0)
-    template = work / "dask-parallel-template"
+def _local_and_dask(work: Path, size: Size, name: str, notebook: dict) -> tuple[float, float]:
+    """Median wall times of `nbprod run` (local) and `nbprod run --executor dask` on fresh copies of one
+    project, alternating, against a real cluster started for the scenario."""
+    template = work / f"{name}-template"
     if not template.exists():
-        P.new_project(template, {"sleepy": P.stages_notebook(count, f"import time\ntime.sleep({seconds})")})
+        P.new_project(template, {"flow": notebook})
         P.git_commit_all(template)
     cluster = _Cluster(work)
     try:
-        serial, remote = [], []
+        local, remote = [], []
         for rep in range(size.repeat):
-            root = P.copy_project(template, work / f"dask-serial-{rep}")
-            serial.append(timed(P.tool("nbprod"), "run", cwd=root))
-            root = P.copy_project(template, work / f"dask-remote-{rep}")
+            root = P.copy_project(template, work / f"{name}-local-{rep}")
+            local.append(timed(P.tool("nbprod"), "run", cwd=root))
+            root = P.copy_project(template, work / f"{name}-dask-{rep}")
             remote.append(timed(P.tool("nbprod"), "run", "--executor", "dask", "--scheduler", cluster.address,
                                 cwd=root))
     finally:
         cluster.stop()
-    serial_s, remote_s = median(serial), median(remote)
+    return median(local), median(remote)
+
+
+def dask_parallel(work: Path, size: Size) -> list[Row]:
+    count, seconds = (4, 0.5) if size.tiny else (8, 2.0)
+    serial_s, remote_s = _local_and_dask(work, size, "dask-parallel",
+                                         P.stages_notebook(count, f"import time\ntime.sleep({seconds})"))
     return [Row(f"{count} independent {seconds:g}-s stages: --executor dask, 2 workers", remote_s, serial_s,
                 "serial nbprod run", remote_s / serial_s, "<= 0.6x", remote_s / serial_s <= 0.6)]
 
 
 def dask_overhead(work: Path, size: Size) -> list[Row]:
     count = 5 if size.tiny else 20
-    template = work / "dask-overhead-template"
-    if not template.exists():
-        P.new_project(template, {"chain": P.stages_notebook(count, "x = 1")})
-        P.git_commit_all(template)
-    cluster = _Cluster(work)
-    try:
-        local, remote = [], []
-        for rep in range(size.repeat):
-            root = P.copy_project(template, work / f"dask-local-{rep}")
-            local.append(timed(P.tool("nbprod"), "run", cwd=root))
-            root = P.copy_project(template, work / f"dask-trivial-{rep}")
-            remote.append(timed(P.tool("nbprod"), "run", "--executor", "dask", "--scheduler", cluster.address,
-                                cwd=root))
-    finally:
-        cluster.stop()
-    per_stage = (median(remote) - median(local)) / count
+    local_s, remote_s = _local_and_dask(work, size, "dask-overhead", P.stages_notebook(count, "x = 1"))
+    per_stage = (remote_s - local_s) / count
     return [Row(f"{count} trivial stages: --executor dask vs local, extra per stage", per_stage, 0.3,
                 "target", per_stage / 0.3, "<= 0.3 s", per_stage <= 0.3,
-                f"local {median(local):.1f} s, dask {median(remote):.1f} s")]
+                f"local {local_s:.1f} s, dask {remote_s:.1f} s")]

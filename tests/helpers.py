@@ -237,3 +237,19 @@ def wait_for_run(server: JupyterServer, run_id: str, timeout: float = 240) -> li
             return events
         time.sleep(0.5)
     raise AssertionError(f"run {run_id} still going after {timeout} s")
+
+
+def flow_project(root: Path, cells, name: str = "flow") -> Path:
+    """A committed git + DVC project whose pipeline is one notebook (notebooks/flow.ipynb) of the given
+    (tags, source) code cells, compiled."""
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(f'[project]\nname = "{name}"\nversion = "0"\n\n[tool.nbprod]\n'
+                                         'notebooks = ["notebooks"]\nkernel = "python3"\n', encoding="utf-8")
+    (root / "notebooks").mkdir()
+    (root / "notebooks" / "flow.ipynb").write_text(json.dumps(code_notebook(cells), indent=1), encoding="utf-8")
+    run("git", "init", "-q", cwd=root)
+    run("dvc", "init", "-q", cwd=root)
+    nbprod("compile", cwd=root)
+    run("git", "add", "-A", cwd=root)
+    run("git", "commit", "-q", "-m", "pipeline", cwd=root)
+    return root

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, code_notebook, nbprod, run
+from helpers import BIN, nbprod, flow_project
 
 AIRFLOW_VERSION = "3.3.2"
 CACHE = Path(os.environ.get("NBPROD_TEST_CACHE", Path.home() / ".cache" / "nbprod-tests"))
@@ -33,17 +33,7 @@ DIAMOND = [
 
 
 def _project(root: Path, cells=DIAMOND) -> Path:
-    root.mkdir(parents=True)
-    (root / "pyproject.toml").write_text('[project]\nname = "af"\nversion = "0"\n\n[tool.nbprod]\n'
-                                         'notebooks = ["notebooks"]\n', encoding="utf-8")
-    (root / "notebooks").mkdir()
-    (root / "notebooks" / "flow.ipynb").write_text(json.dumps(code_notebook(cells), indent=1), encoding="utf-8")
-    run("git", "init", "-q", cwd=root)
-    run("dvc", "init", "-q", cwd=root)
-    nbprod("compile", cwd=root)
-    run("git", "add", "-A", cwd=root)
-    run("git", "commit", "-q", "-m", "pipeline", cwd=root)
-    return root
+    return flow_project(root, cells, "af")
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, code_notebook, load_nb, nbprod, run
+from helpers import BIN, load_nb, nbprod, run, flow_project
 
 pytestmark = pytest.mark.slow
 
@@ -93,17 +93,7 @@ def cluster(tmp_path):
 
 
 def _project(root: Path, cells=CELLS) -> Path:
-    root.mkdir(parents=True)
-    (root / "pyproject.toml").write_text('[project]\nname = "dk"\nversion = "0"\n\n[tool.nbprod]\n'
-                                         'notebooks = ["notebooks"]\n', encoding="utf-8")
-    (root / "notebooks").mkdir()
-    (root / "notebooks" / "flow.ipynb").write_text(json.dumps(code_notebook(cells), indent=1), encoding="utf-8")
-    run("git", "init", "-q", cwd=root)
-    run("dvc", "init", "-q", cwd=root)
-    nbprod("compile", cwd=root)
-    run("git", "add", "-A", cwd=root)
-    run("git", "commit", "-q", "-m", "pipeline", cwd=root)
-    return root
+    return flow_project(root, cells, "dk")
 
 
 def _masked_lock(root: Path) -> str:

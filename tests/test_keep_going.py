@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import code_notebook, nbprod, run
+from helpers import nbprod, flow_project
 
 pytestmark = pytest.mark.slow
 
@@ -25,17 +25,7 @@ CELLS = [
 
 
 def _project(root: Path) -> Path:
-    root.mkdir(parents=True)
-    (root / "pyproject.toml").write_text('[project]\nname = "kg"\nversion = "0"\n\n[tool.nbprod]\n'
-                                         'notebooks = ["notebooks"]\nkernel = "python3"\n', encoding="utf-8")
-    (root / "notebooks").mkdir()
-    (root / "notebooks" / "flow.ipynb").write_text(json.dumps(code_notebook(CELLS), indent=1), encoding="utf-8")
-    run("git", "init", "-q", cwd=root)
-    run("dvc", "init", "-q", cwd=root)
-    nbprod("compile", cwd=root)
-    run("git", "add", "-A", cwd=root)
-    run("git", "commit", "-q", "-m", "pipeline", cwd=root)
-    return root
+    return flow_project(root, CELLS, "kg")
 
 
 def _states(stdout: str) -> dict[str, str]:
