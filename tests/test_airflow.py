@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, nbprod, flow_project
+from helpers import BIN, nbprod, flow_project, lock_entries
 
 AIRFLOW_VERSION = "3.3.2"
 CACHE = Path(os.environ.get("NBPROD_TEST_CACHE", Path.home() / ".cache" / "nbprod-tests"))
@@ -151,21 +151,9 @@ def test_airflow_dags_test_runs_the_example_project_like_nbprod_run(tmp_path, te
     nbprod("run", cwd=by_nbprod)
     # Airflow may finish independent branches in another order, and DVC appends each stage's entry as
     # it is recorded: the same entries, compared as data.
-    assert _lock_entries(by_airflow) == _lock_entries(by_nbprod)
+    assert lock_entries(by_airflow) == lock_entries(by_nbprod)
     metrics = sorted(p.name for p in (by_nbprod / "metrics").glob("*.json"))
     assert metrics and metrics == sorted(p.name for p in (by_airflow / "metrics").glob("*.json"))
     for name in metrics:
         assert json.loads((by_airflow / "metrics" / name).read_text()) == \
             json.loads((by_nbprod / "metrics" / name).read_text())
-
-
-def _lock_entries(root: Path) -> dict:
-    """dvc.lock's stages, with the hashes of executed notebooks blanked (they hold run timestamps)."""
-    import yaml
-
-    stages = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))["stages"]
-    for entry in stages.values():
-        for out in entry.get("outs", []):
-            if re.search(r"reports/[\w-]+\.ipynb$", out["path"]):
-                out["md5"], out["size"] = "*", "*"
-    return stages

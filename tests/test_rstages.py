@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import load_nb, nbprod, run, save_nb, tree_digest
+from helpers import load_nb, nbprod, run, save_nb, tree_digest, lock_entries
 from nbprod.rlang import r_literal, r_literal_assignments, r_names
 
 R_KERNELSPEC = {"display_name": "R", "language": "R", "name": "ir"}
@@ -129,17 +129,6 @@ def _copy(template: Path, target: Path) -> Path:
     return target
 
 
-def _lock_entries(root: Path) -> dict:
-    import yaml
-
-    stages = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))["stages"]
-    for entry in stages.values():
-        for out in entry.get("outs", []):
-            if re.search(r"reports/[\w-]+\.ipynb$", out["path"]):
-                out["md5"], out["size"] = "*", "*"
-    return stages
-
-
 @pytest.mark.slow
 def test_mixed_pipeline_same_results_with_nbprod_run_dvc_repro_and_j2(mixed_template, tmp_path):
     results = {}
@@ -147,7 +136,7 @@ def test_mixed_pipeline_same_results_with_nbprod_run_dvc_repro_and_j2(mixed_temp
         root = _copy(mixed_template, tmp_path / how)
         done = nbprod("run", "--no-report", *args, cwd=root)
         assert "summarise" in done.stdout
-        results[how] = (_lock_entries(root), (root / "notebooks" / "results" / "summary.json").read_text())
+        results[how] = (lock_entries(root), (root / "notebooks" / "results" / "summary.json").read_text())
     assert results["run"] == results["repro"] == results["j2"]
     summary = json.loads(results["run"][1])
     assert summary == {"label": "iris", "flowers": 150, "mean_petal_length": 3.758}
