@@ -30,7 +30,7 @@ accuracy = [">= 0.95", ">= median(last 10) - 0.03"]
 def dashboard_records(work: Path, size: Size) -> list[Row]:
     from nbprod.monitor.records import create_record
     from nbprod.monitor.watch import monitor
-    from nbprod.project import load_project
+    from nbprod.core.project import load_project
 
     from .scenarios import Row, median
 

@@ -93,8 +93,8 @@ def plain_script(root: Path) -> tuple[Path, Path]:
 
     Returns the script and the folder to run it in (the notebooks' folder, as their paths assume).
     """
-    from nbprod.pipeline import load_pipeline
-    from nbprod.project import load_project
+    from nbprod.notebooks.pipeline import load_pipeline
+    from nbprod.core.project import load_project
 
     project = load_project(root)
     order: list[str] = []
@@ -124,8 +124,8 @@ def papermill_peer(root: Path) -> None:
     outs, but each stage's cmd is a plain ``papermill`` call (what a user writes without nbprod)."""
     import yaml
 
-    from nbprod.pipeline import load_pipeline
-    from nbprod.project import load_project
+    from nbprod.notebooks.pipeline import load_pipeline
+    from nbprod.core.project import load_project
 
     sh(tool("nbprod"), "compile", cwd=root)
     pipeline = load_pipeline(load_project(root))

@@ -225,8 +225,8 @@ def parallel_stages(work: Path, size: Size) -> list[Row]:
 # -- compile a 1,000-cell notebook ---------------------------------------------------------------------
 
 def compile_cells(work: Path, size: Size) -> list[Row]:
-    from nbprod.compile import compile_project
-    from nbprod.project import load_project
+    from nbprod.notebooks.compile import compile_project
+    from nbprod.core.project import load_project
 
     cells = size.cells
     template = work / f"cells-{cells}"

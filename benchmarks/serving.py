@@ -84,7 +84,7 @@ def make_project(work: Path) -> Path:
 
 def served_model_file(root: Path, target: Path) -> Path:
     """The production model's joblib file, taken from the DVC cache as nbprod serve takes it."""
-    from nbprod.lifecycle.dvccache import cache_dir
+    from nbprod.core.dvccache import cache_dir
     from nbprod.serve.loader import artifact_files, resolve
 
     info = resolve(root, "model")

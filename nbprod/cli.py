@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import NbprodError, StageFailed, exit_status
-from .project import REPORTS_DIR
+from .core.errors import NbprodError, StageFailed, exit_status
+from .core.project import REPORTS_DIR
 
 # Command groups living in their own modules; each has register(subparsers).
 COMMAND_MODULES = ("nbprod.commands.report", "nbprod.commands.lifecycle", "nbprod.commands.data",
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_init(args) -> int:
-    from .scaffold import init_project
+    from .commands.scaffold import init_project
 
     root = init_project(args.path, git=not args.no_git, template=args.template)
     print(f"Created nbprod project in {root}")
@@ -111,8 +111,8 @@ def cmd_init(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .compile import compile_project
-    from .project import find_project
+    from .notebooks.compile import compile_project
+    from .core.project import find_project
 
     project = find_project(args.path)
     result = compile_project(project, check=args.check)
@@ -142,8 +142,8 @@ def cmd_exec(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .console import RunView, print_summary
-    from .project import find_project
+    from .commands.console import RunView, print_summary
+    from .core.project import find_project
     from .execution.run import run_pipeline
 
     project = find_project()
@@ -199,8 +199,8 @@ def _finish_reports(project, reports) -> None:
 
 
 def cmd_status(args) -> int:
-    from .console import print_status
-    from .project import find_project
+    from .commands.console import print_status
+    from .core.project import find_project
     from .execution.status import pipeline_status
 
     statuses = pipeline_status(find_project())
@@ -213,7 +213,7 @@ def cmd_status(args) -> int:
 
 def cmd_debug(args) -> int:
     from .execution.debug import debug_console, debug_notebook
-    from .project import find_project
+    from .core.project import find_project
 
     project = find_project()
     if args.console:
@@ -225,15 +225,15 @@ def cmd_debug(args) -> int:
 
 
 def cmd_pipeline(args) -> int:
-    from .pipeline import load_pipeline
-    from .project import find_project
+    from .notebooks.pipeline import load_pipeline
+    from .core.project import find_project
 
     print(json.dumps(load_pipeline(find_project()).to_dict(), indent=2))
     return 0
 
 
 def cmd_schema(args) -> int:
-    from .tags import SCHEMA
+    from .notebooks.tags import SCHEMA
 
     print(json.dumps(SCHEMA, indent=2, sort_keys=True))
     return 0

@@ -132,7 +132,7 @@ def record(name: str, value: object, *, display: bool = False) -> None:
     encoder; matplotlib figures and IPython display objects as display scraps (the figure is shown
     once, as the recorded output, and closed in pyplot so it is not shown again at the end of the
     cell). Numbers become the stage's DVC metrics. ``display=True`` also shows a data value.
-    ``scrapbook.read_notebook(path).scraps`` and ``nbprod.scraps.read_scraps`` both read it back.
+    ``scrapbook.read_notebook(path).scraps`` and ``nbprod.executed.scraps.read_scraps`` both read it back.
     Outside IPython the call checks the value and writes nothing.
     """
     if not isinstance(name, str) or not name:

@@ -1,10 +1,10 @@
-"""nbprod.analysis on its own: what a cell reads, binds and changes, and what it cannot follow."""
+"""nbprod.notebooks.analysis on its own: what a cell reads, binds and changes, and what it cannot follow."""
 
 from __future__ import annotations
 
 import pytest
 
-from nbprod.analysis import CodeSyntaxError, analyse_code, literal_assignments, sanitize
+from nbprod.notebooks.analysis import CodeSyntaxError, analyse_code, literal_assignments, sanitize
 
 
 def facts(source: str):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from nbprod.tags import parse_cell_tags
+from nbprod.notebooks.tags import parse_cell_tags
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from helpers import code_notebook, nbprod, run
-from nbprod.compile import compile_project, generate
-from nbprod.errors import NbprodError
-from nbprod.notebook import cell_source
-from nbprod.pipeline import load_pipeline
-from nbprod.project import load_project
+from nbprod.notebooks.compile import compile_project, generate
+from nbprod.core.errors import NbprodError
+from nbprod.notebooks.io import cell_source
+from nbprod.notebooks.pipeline import load_pipeline
+from nbprod.core.project import load_project
 
 SPREAD = [
     (["stage:load"], "import math\nimport os.path, json as js\nfrom collections import (\n    Counter,\n"

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from nbprod.contracts.drift import DriftConfig, compute_drift, load_drift_config
-from nbprod.contracts.report import drift_html, validation_html
+from nbprod.contracts.section import drift_html, validation_html
 from nbprod.contracts.schemas import infer_schema, load_schema, resolve_schema, save_schema, schema_hash, show_schema
 from nbprod.contracts.validation import ValidationFailed, ValidationWarning, check_frame, validate
-from nbprod.errors import NbprodError
+from nbprod.core.errors import NbprodError
 
 
 def frame(rows: int = 200, seed: int = 0) -> pd.DataFrame:

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from helpers import BIN, nbprod, run, save_nb
-from nbprod.compile import generate
-from nbprod.notebook import cell_source
-from nbprod.pipeline import load_pipeline
-from nbprod.project import load_project
+from nbprod.notebooks.compile import generate
+from nbprod.notebooks.io import cell_source
+from nbprod.notebooks.pipeline import load_pipeline
+from nbprod.core.project import load_project
 
 
 def write_notebook(path: Path, cells: list[tuple[str, list[str]]], markdown: str | None = None) -> None:

@@ -115,7 +115,7 @@ def test_running_through_the_adapter_leaves_what_dvc_repro_leaves(tmp_path, monk
                 assert run.env["PATH"].startswith(str(BIN))
                 for argv in run.argv:
                     subprocess.run(argv, cwd=run.cwd, env=run.env, check=True)
-                dvcadapter.record(stage)
+                dvcadapter.commit_stage(stage)
             for stage in plan.stages:
                 dvcadapter.write_lock_entry(stage)
     finally:
@@ -133,14 +133,14 @@ def test_running_through_the_adapter_leaves_what_dvc_repro_leaves(tmp_path, monk
             assert dvcadapter.unchanged(first, plan.upstream[first])
             assert not dvcadapter.unchanged(second, plan.upstream[second])
             assert dvcadapter.prepare_to_run(second, force=False) is True
-            dvcadapter.record(second)
+            dvcadapter.commit_stage(second)
     finally:
         repo.close()
     assert (ours / "two.txt").read_text() == "one\none\n"
 
 
 def test_a_project_dvc_cannot_open_is_a_user_error(tmp_path):
-    from nbprod.errors import NbprodError
+    from nbprod.core.errors import NbprodError
 
     with pytest.raises(NbprodError, match="DVC cannot open the project"):
         dvcadapter.open_repo(tmp_path)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nbprod.errors import NbprodError
+from nbprod.core.errors import NbprodError
 from nbprod.execution.executors import EXECUTORS, Executor, Job, JobResult, LocalExecutor, make_executor
 
 PY = sys.executable

@@ -1,4 +1,4 @@
-"""The extension's TypeScript tag logic, run with node, must agree with nbprod.tags on every case."""
+"""The extension's TypeScript tag logic, run with node, must agree with nbprod.notebooks.tags on every case."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from nbprod.pipeline import slug
-from nbprod.tags import SCHEMA_PATH, TagError, parse_cell_tags
+from nbprod.notebooks.pipeline import slug
+from nbprod.notebooks.tags import SCHEMA_PATH, TagError, parse_cell_tags
 
 EXTENSION = Path(__file__).resolve().parent.parent / "extension"
 

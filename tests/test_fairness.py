@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbprod.errors import NbprodError
+from nbprod.core.errors import NbprodError
 from nbprod.fairness import fairness
 from nbprod.fairness.compare import (
     approval_record,
@@ -209,7 +209,7 @@ def test_unknown_template_is_one_line(tmp_path):
 
 
 def test_default_init_still_makes_the_example_project(template_project):
-    from nbprod.scaffold import template_names
+    from nbprod.commands.scaffold import template_names
 
     assert template_names()[0] == "example"
     assert sorted(p.name for p in (template_project / "notebooks").glob("*.ipynb")) == ["model.ipynb",

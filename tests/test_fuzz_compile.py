@@ -16,9 +16,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from nbprod.compile import compile_project
-from nbprod.errors import NbprodError
-from nbprod.project import load_project
+from nbprod.notebooks.compile import compile_project
+from nbprod.core.errors import NbprodError
+from nbprod.core.project import load_project
 
 # Messages about a whole file: the only NbprodErrors allowed to name no cell.
 

@@ -9,8 +9,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from nbprod.compile import compile_project
-from nbprod.project import STAGES_DIR, load_project
+from nbprod.notebooks.compile import compile_project
+from nbprod.core.project import STAGES_DIR, load_project
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ["dvc.yaml", "params.yaml", ".nbprod/compiled.json"]

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from nbprod.compile import compile_project
-from nbprod.errors import NbprodError
-from nbprod.project import load_project
+from nbprod.notebooks.compile import compile_project
+from nbprod.core.errors import NbprodError
+from nbprod.core.project import load_project
 
 from helpers import load_nb, nbprod, save_nb, tree_digest
 

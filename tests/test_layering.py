@@ -14,11 +14,11 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "nbprod"
 
-CORE = ["nbprod.notebook", "nbprod.tags", "nbprod.analysis", "nbprod.pipeline", "nbprod.compile",
+CORE = ["nbprod.notebooks.io", "nbprod.notebooks.tags", "nbprod.notebooks.analysis", "nbprod.notebooks.pipeline", "nbprod.notebooks.compile",
         "nbprod.execution"]
-ABOVE_CORE = ["nbprod.cli", "nbprod.commands", "nbprod.server", "nbprod.lifecycle"]
+ABOVE_CORE = ["nbprod.cli", "nbprod.commands", "nbprod.jupyter", "nbprod.lifecycle"]
 # The run's processes and the notebook helpers stand on these; they import nothing of nbprod above them.
-FOUNDATION = ["nbprod.errors", "nbprod.project", "nbprod.proc", "nbprod.provenance", "nbprod.runrecord"]
+FOUNDATION = ["nbprod.core.errors", "nbprod.core.project", "nbprod.core.proc", "nbprod.core.provenance", "nbprod.core.stagerun"]
 KERNEL_SIDE = ["nbprod.record", "nbprod.artifacts"]
 
 
@@ -119,10 +119,10 @@ RECORD_LAYOUT = {("nbprod.monitor.records", "metrics/")}
 
 
 def test_project_paths_are_spelled_only_in_project_py():
-    """`.nbprod/...`, `reports/...` and `metrics/...` come from nbprod.project's constants."""
+    """`.nbprod/...`, `reports/...` and `metrics/...` come from nbprod.core.project's constants."""
     literal = []
     for name, path in sorted(_modules(["nbprod"]).items()):
-        if name == "nbprod.project":
+        if name == "nbprod.core.project":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):

@@ -250,7 +250,7 @@ def test_bad_input_is_one_line_and_changes_nothing(ran_copy):
 
 
 def test_gate_conditions_parse_and_compare():
-    from nbprod.errors import NbprodError
+    from nbprod.core.errors import NbprodError
     from nbprod.lifecycle.gates import check_gates, gates_passed, parse_gates
 
     gates = parse_gates({"roc_auc": ">= 0.9", "accuracy": [">= champion - 0.01", "<= 1"],

@@ -281,8 +281,8 @@ def test_a_retrain_past_its_pipeline_run_still_counts_as_going_after_a_server_re
     import os
 
     from nbprod.execution.events import EVENTS_ENV, emit
-    from nbprod.runrecord import EventKind
-    from nbprod.server.runs import Run
+    from nbprod.core.stagerun import EventKind
+    from nbprod.execution.launch import Run
 
     run_id = "20260101T000000-abcdef"
     folder = tmp_path / ".nbprod" / "runs" / run_id

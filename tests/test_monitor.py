@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from helpers import nbprod, run, tree_digest
-from nbprod.errors import NbprodError
+from nbprod.core.errors import NbprodError
 from nbprod.monitor.records import create_record, is_read_only, list_records, verify_record
-from nbprod.project import load_project
+from nbprod.core.project import load_project
 
 pytestmark = pytest.mark.slow
 

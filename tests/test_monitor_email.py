@@ -15,7 +15,7 @@ import pytest
 from helpers import free_port, nbprod, run
 from mailbox import Mailbox
 from nbprod.monitor.records import list_records, verify_record
-from nbprod.project import load_project
+from nbprod.core.project import load_project
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from helpers import nbprod, run, tree_digest
-from nbprod.lifecycle.dvccache import cache_dir, current_md5, object_path, parse_lock
+from nbprod.core.dvccache import cache_dir, current_md5, object_path, parse_lock
 from nbprod.monitor.records import list_records, verify_record
-from nbprod.project import load_project
+from nbprod.core.project import load_project
 
 MODEL = ".nbprod/data/notebooks__model/train/model"
 SETTINGS = """

@@ -136,7 +136,7 @@ def month(tmp_path_factory, ran_project):
     from nbprod.lifecycle import registry
     from nbprod.monitor.records import create_record
     from nbprod.monitor.watch import monitor
-    from nbprod.project import load_project
+    from nbprod.core.project import load_project
 
     monkeypatch = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("month") / "proj"

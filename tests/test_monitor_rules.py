@@ -1,4 +1,4 @@
-"""The shared condition syntax (nbprod/rules.py): gates and monitor rules parse with one parser;
+"""The shared condition syntax (nbprod/core/conditions.py): gates and monitor rules parse with one parser;
 record-history forms and duration rules; monitor settings errors are one line naming pyproject.toml."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import statistics
 
 import pytest
 
-from nbprod.errors import NbprodError
+from nbprod.core.errors import NbprodError
 from nbprod.lifecycle.gates import check_gates, parse_gates
-from nbprod.monitor.config import load_settings
-from nbprod.rules import check, parse_rules
+from nbprod.monitor.settings import load_settings
+from nbprod.core.conditions import check, parse_rules
 
 
 def test_every_form_parses_and_prints_back():

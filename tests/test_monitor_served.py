@@ -14,7 +14,7 @@ import pytest
 
 from helpers import nbprod, run
 from nbprod.monitor.records import SERVED_FILE, is_read_only, list_records, verify_record
-from nbprod.project import load_project
+from nbprod.core.project import load_project
 from servehelpers import Serve
 
 pytestmark = pytest.mark.slow

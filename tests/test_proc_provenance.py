@@ -1,4 +1,4 @@
-"""nbprod.proc (tools, PATH, git, stopping a process group) and nbprod.provenance (the package listing)."""
+"""nbprod.core.proc (tools, PATH, git, stopping a process group) and nbprod.core.provenance (the package listing)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from nbprod import proc, provenance
+from nbprod.core import proc, provenance
 
 BIN = Path(sys.executable).parent
 

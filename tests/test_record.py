@@ -1,4 +1,4 @@
-"""nbprod.record and nbprod.scraps against Scrapbook, both ways, in a real kernel run by Papermill."""
+"""nbprod.record and nbprod.executed.scraps against Scrapbook, both ways, in a real kernel run by Papermill."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from nbprod.record import data_output, encode, record
-from nbprod.scraps import DisplayScrap, numeric_metrics, read_scraps
+from nbprod.executed.scraps import DisplayScrap, numeric_metrics, read_scraps
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 RUN_STAGE = textwrap.dedent('''
     import datetime, json, platform, subprocess, sys, time
     import papermill as pm, yaml
-    from nbprod.scraps import numeric_metrics, read_scraps
+    from nbprod.executed.scraps import numeric_metrics, read_scraps
 
     stage = sys.argv[1]
     params = (yaml.safe_load(open("params.yaml")) or {}).get(stage, {})
@@ -136,7 +136,7 @@ def repro(root: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     """Two committed runs: train.scale 2.0 then 3.0; reports rendered for the second."""
-    from nbprod.project import load_project
+    from nbprod.core.project import load_project
     from nbprod.report import render_reports
 
     root = make_project(tmp_path_factory.mktemp("reports") / "proj")
@@ -217,7 +217,7 @@ def test_compare_two_commits(two_runs, monkeypatch, capsys):
 def test_compare_with_experiment(two_runs, tmp_path):
     import shutil
 
-    from nbprod.project import load_project
+    from nbprod.core.project import load_project
     from nbprod.report import compare
 
     # `dvc exp run` applies its results to the work tree: use a copy, the other tests read this one.

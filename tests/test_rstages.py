@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import load_nb, nbprod, run, save_nb, tree_digest, lock_entries
-from nbprod.rlang import r_literal, r_literal_assignments, r_names
+from nbprod.notebooks.rlang import r_literal, r_literal_assignments, r_names
 
 R_KERNELSPEC = {"display_name": "R", "language": "R", "name": "ir"}
 

@@ -10,7 +10,7 @@ import pytest
 from helpers import nbprod
 
 from nbprod.execution.runfolder import RunFolder, is_run_id, new_run_id, recent_runs
-from nbprod.project import RUNS_DIR
+from nbprod.core.project import RUNS_DIR
 
 
 def test_ids_and_folders(tmp_path):

@@ -6,15 +6,24 @@ import json
 from pathlib import Path
 
 from nbprod.execution.events import read_events
-from nbprod.runrecord import (STATES_TS, EventKind, RecordStatus, RunRecord, StageError, StageState, StatusState,
-                              read_record, states_typescript)
+from nbprod.core.stagerun import (
+    STATES_TS,
+    EventKind,
+    RecordStatus,
+    StageRun,
+    StageError,
+    StageState,
+    StatusState,
+    read_stage_run,
+    states_typescript,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_extension_states_file_is_generated_from_the_enums():
     assert STATES_TS.read_text(encoding="utf-8") == states_typescript(), \
-        "extension/src/states.ts is stale: run 'python -m nbprod.runrecord'"
+        "extension/src/states.ts is stale: run 'python -m nbprod.core.stagerun'"
 
 
 def test_extension_uses_the_generated_types():
@@ -34,7 +43,7 @@ def test_enums_are_the_strings_json_carries():
 
 
 def test_record_round_trip_keeps_unknown_keys():
-    record = RunRecord(stage="train", notebook="nb/model.ipynb", params={"k": 3}, commit="abc", dirty=False,
+    record = StageRun(stage="train", notebook="nb/model.ipynb", params={"k": 3}, commit="abc", dirty=False,
                        python="3.12.1", packages={"pandas": "2.2"}, status=RecordStatus.FAILED,
                        error=StageError(4, "ValueError", "bad"), started="s", ended="e", duration=1.5,
                        kernel={"forked": True}, extra={"future_field": [1]})
@@ -43,13 +52,13 @@ def test_record_round_trip_keeps_unknown_keys():
     assert meta["error"] == {"cell": 4, "ename": "ValueError", "evalue": "bad"}
     assert meta["status"] == "failed" and type(meta["status"]) is str
     assert json.loads(json.dumps(meta)) == meta
-    assert RunRecord.from_metadata(json.loads(json.dumps(meta))) == record
+    assert StageRun.from_metadata(json.loads(json.dumps(meta))) == record
 
 
 def test_from_metadata_reads_only_run_records():
-    assert RunRecord.from_metadata(None) is None
-    assert RunRecord.from_metadata({"notebook": "a.ipynb", "section": "a"}) is None  # a stage notebook's
-    odd = RunRecord.from_metadata({"stage": "s", "status": "exploded", "git": "no", "packages": None})
+    assert StageRun.from_metadata(None) is None
+    assert StageRun.from_metadata({"notebook": "a.ipynb", "section": "a"}) is None  # a stage notebook's
+    odd = StageRun.from_metadata({"stage": "s", "status": "exploded", "git": "no", "packages": None})
     assert odd is not None and odd.status == RecordStatus.RUNNING and odd.commit is None and odd.packages == {}
 
 
@@ -58,10 +67,10 @@ def test_written_records_read_back(tmp_path):
     executed = sorted((ROOT / "reports").glob("*.ipynb"))
     for path in executed:
         meta = json.loads(path.read_text(encoding="utf-8"))["metadata"]["nbprod"]
-        record = read_record(path)
+        record = read_stage_run(path)
         assert record is not None and record.stage == path.stem
         assert record.to_metadata() == meta
-    assert read_record(tmp_path / "missing.ipynb") is None
+    assert read_stage_run(tmp_path / "missing.ipynb") is None
 
 
 def test_event_kinds_of_a_recorded_run():

@@ -12,7 +12,7 @@ from helpers import BIN
 
 from nbprod.execution.executors import LocalExecutor
 from nbprod.execution.scheduler import reproduce
-from nbprod.project import Project
+from nbprod.core.project import Project
 
 #   a -> b -> d
 #   a -> c -> d

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nbprod.errors import NbprodError
+from nbprod.core.errors import NbprodError
 from nbprod.serve import contract as contracts
 from nbprod.serve.predlog import PredictionLog, log_files, read_log, served_inputs
 from nbprod.serve.routing import CHALLENGER, PROD, Router, bucket

@@ -12,7 +12,7 @@ import requests
 
 from helpers import JupyterServer, wait_for_run
 
-from nbprod.tags import SCHEMA
+from nbprod.notebooks.tags import SCHEMA
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_server_extension_is_enabled_by_the_installed_config():
     listing = subprocess.run([sys.executable, "-m", "jupyter_server", "extension", "list"], capture_output=True,
                              text=True, timeout=60)
     text = listing.stdout + listing.stderr
-    assert "nbprod.server" in text and "enabled" in text.split("nbprod.server", 1)[1].splitlines()[0]
+    assert "nbprod.jupyter" in text and "enabled" in text.split("nbprod.jupyter", 1)[1].splitlines()[0]
 
 
 def test_requests_without_credentials_are_refused(server):

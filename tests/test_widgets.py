@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import code_notebook, nbprod, save_nb, tree_digest
 
-from nbprod.errors import NbprodError
-from nbprod.project import load_project
+from nbprod.core.errors import NbprodError
+from nbprod.core.project import load_project
 
 
 def test_import_nbprod_does_not_import_ipywidgets():

@@ -60,7 +60,7 @@ def front_end(request, tmp_path):
         # disable the extension in the whole venv, for every later test and for the user.
         subprocess.run([sys.executable, "-m", "jupyter", "labextension", "disable", "--level=user", "nbprod"],
                        env=env, check=True, capture_output=True)
-        extra = ['--ServerApp.jpserver_extensions={"nbprod.server": False}']
+        extra = ['--ServerApp.jpserver_extensions={"nbprod.jupyter": False}']
     log_path = tmp_path / "server.log"
     log = open(log_path, "wb")
     process = subprocess.Popen(

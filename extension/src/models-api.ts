@@ -117,7 +117,7 @@ export interface VersionDetails {
 }
 
 export interface RunEventLine {
-  event: EventKind; // generated from nbprod.runrecord.EventKind
+  event: EventKind; // generated from nbprod.core.stagerun.EventKind
   stage?: string;
   cells?: number;
   index?: number;

@@ -44,7 +44,7 @@ export function applyChoice(
   }
   const role = parser.parse(next);
   if (role.ok && role.tags.role && role.tags.role !== 'stage' && parser.ioTags(next).length) {
-    // The pipeline refuses this too (nbprod.pipeline): files and ordering belong to a stage.
+    // The pipeline refuses this too (nbprod.notebooks.pipeline): files and ordering belong to a stage.
     throw new Error(
       `a ${role.tags.role} cell cannot carry after:/deps:/outs:/metrics:/plots: tags; ` +
         'untick them, or put them on a cell of the stage they belong to'

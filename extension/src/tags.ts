@@ -54,7 +54,7 @@ export interface CellPlace {
 const IO_KINDS = ['after', 'deps', 'outs', 'metrics', 'plots'] as const;
 export type IoKind = (typeof IO_KINDS)[number];
 
-/** A tag parser bound to one schema; the same decisions as nbprod.tags.parse_cell_tags. */
+/** A tag parser bound to one schema; the same decisions as nbprod.notebooks.tags.parse_cell_tags. */
 export class TagParser {
   constructor(readonly schema: TagSchema) {
     this._name = new RegExp(schema.name_pattern);
@@ -315,7 +315,7 @@ export class TagParser {
   private _reserved = new Set<string>();
 }
 
-/** The stage name of a notebook without stage tags: the same slug as nbprod.pipeline.slug. */
+/** The stage name of a notebook without stage tags: the same slug as nbprod.notebooks.pipeline.slug. */
 export function notebookStageName(stem: string): string {
   let name = stem.toLowerCase().replace(/[^a-z0-9_-]+/g, '-');
   name = name.replace(/^[-_]+|[-_]+$/g, '');

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 
 
 def register(subparsers) -> None:

@@ -24,8 +24,8 @@ def register(subparsers) -> None:
 
 def cmd_export_airflow(args: argparse.Namespace) -> int:
     from ..export.airflow import AirflowOptions, export_airflow
-    from ..pipeline import load_pipeline
-    from ..project import find_project
+    from ..notebooks.pipeline import load_pipeline
+    from ..core.project import find_project
 
     project = find_project()
     pipeline = load_pipeline(project)

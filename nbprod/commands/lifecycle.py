@@ -76,7 +76,7 @@ def register(subparsers) -> None:
 
 
 def _project():
-    from ..project import find_project
+    from ..core.project import find_project
 
     return find_project()
 
@@ -134,7 +134,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from ..lifecycle.decisions import rollback
     from ..lifecycle.environment import drift
-    from ..project import REPORTS_DIR
+    from ..core.project import REPORTS_DIR
 
     project = _project()
     done = rollback(project, args.version, args.by, args.note)
@@ -150,7 +150,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from ..lifecycle.config import load_config
+    from ..lifecycle.settings import load_config
     from ..lifecycle.registry import history
 
     project = _project()

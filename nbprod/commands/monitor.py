@@ -39,7 +39,7 @@ def record_run(project, events) -> str:
 
 def cmd_records(args: argparse.Namespace) -> int:
     from ..monitor import records as store
-    from ..project import find_project
+    from ..core.project import find_project
 
     project = find_project()
     if args.action == "list":
@@ -75,7 +75,7 @@ def cmd_records(args: argparse.Namespace) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from ..monitor.watch import monitor
-    from ..project import find_project
+    from ..core.project import find_project
 
     project = find_project()
     outcome = monitor(project, args.record, notify=args.notify, dry_run=args.dry_run)
@@ -121,7 +121,7 @@ def _print_checks(outcome) -> None:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from ..monitor import gc
-    from ..project import find_project
+    from ..core.project import find_project
 
     project = find_project()
     planned = gc.plan(project)

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import NbprodError
-from ..project import PREDICTIONS_DIR
+from ..core.errors import NbprodError
+from ..core.project import PREDICTIONS_DIR
 
 
 def register(subparsers) -> None:
@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..project import find_project
+    from ..core.project import find_project
     from ..report import render_reports
 
     project = find_project()
@@ -44,8 +44,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from ..project import find_project
-    from ..report.metrics import print_metrics, read_metrics
+    from ..core.project import find_project
+    from ..report.metrics_table import print_metrics, read_metrics
 
     metrics = read_metrics(find_project().root)
     if args.json:
@@ -58,7 +58,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..project import find_project
+    from ..core.project import find_project
     from ..report.comparison import compare, default_output, print_comparison, write_comparison_html
 
     project = find_project()

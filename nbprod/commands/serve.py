@@ -18,9 +18,9 @@ def register(sub) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ..lifecycle.config import load_config
-    from ..project import find_project
-    from ..serve.server import serve
+    from ..lifecycle.settings import load_config
+    from ..core.project import find_project
+    from ..serve.startup import serve
     from ..serve.settings import load_settings
 
     project = find_project()

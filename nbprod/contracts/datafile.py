@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 
 if TYPE_CHECKING:
     import pandas
@@ -47,7 +47,7 @@ def _from_dvc_cache(path: Path, root: Path | None) -> Path:
                           fix="correct the path, or run 'dvc pull' / 'dvc checkout' for a DVC output")
     if root is None:
         return _raise(missing)
-    from ..lifecycle.dvccache import cache_dir, object_path, parse_lock
+    from ..core.dvccache import cache_dir, object_path, parse_lock
 
     lock = root / "dvc.lock"
     try:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 
 if TYPE_CHECKING:
     import pandas
@@ -93,7 +93,7 @@ def load_drift_config(root: Path | None) -> DriftConfig:
     """``[tool.nbprod.drift]`` from ``root/pyproject.toml``; the defaults when there is none."""
     if root is None:
         return DriftConfig()
-    from ..project import read_config
+    from ..core.project import read_config
 
     return DriftConfig.from_mapping(read_config(root).get("drift", {}))
 
@@ -316,7 +316,7 @@ def drift(reference: pandas.DataFrame, current: pandas.DataFrame, columns: list[
         for name, value in report.metrics().items():
             record_value(name, value)
     if show:
-        from .report import show_drift
+        from .section import show_drift
 
         show_drift(report, reference, current)
     return report

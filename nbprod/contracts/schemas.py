@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 
 if TYPE_CHECKING:
     import pandas
@@ -202,7 +202,7 @@ def schema_to_yaml(schema: pa.DataFrameSchema, source: str | None = None) -> str
 
 def save_schema(schema: pa.DataFrameSchema, path: str | Path, source: str | None = None) -> Path:
     """Write ``schema`` to ``path`` atomically; returns the path."""
-    from ..notebook import atomic_write
+    from ..notebooks.io import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

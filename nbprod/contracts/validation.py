@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 from .schemas import load_schema, resolve_schema, schema_name
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ def validate(df: pandas.DataFrame, schema: str | Path, on_fail: str = "raise", *
     if result.passed:
         return df
     if show:
-        from .report import show_html, validation_html
+        from .section import show_html, validation_html
 
         show_html(validation_html(result))
     if on_fail == "warn":

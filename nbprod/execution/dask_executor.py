@@ -27,8 +27,8 @@ import time
 import uuid
 from pathlib import Path
 
-from ..errors import NbprodError
-from ..project import GENERATED_DIR
+from ..core.errors import NbprodError
+from ..core.project import GENERATED_DIR
 from .executors import Executor, Job, JobResult
 from .lifeline import RUN_PID_ENV
 
@@ -286,7 +286,7 @@ def _wait_or_cancel(process: subprocess.Popen, cancel) -> int | None:
             pass
         if cancel.is_set():
             break
-    from ..proc import stop_group
+    from ..core.proc import stop_group
 
     stop_group(process, grace=20.0)  # Ctrl-C to the stage's process group, as locally; then SIGKILL
     return None

@@ -12,14 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-from ..carry import PRELUDE_TAG
-from ..compile import LOAD_TAG, stage_notebook
-from ..errors import NbprodError
-from ..notebook import atomic_write, cell_source, code_cell, dumps_notebook, markdown_cell
-from ..pipeline import Pipeline, Stage, load_pipeline
-from ..proc import tool
-from ..project import DEBUG_DIR, Project
-from ..rlang import is_r, r_literal
+from ..notebooks.carry import PRELUDE_TAG
+from ..notebooks.compile import LOAD_TAG, stage_notebook
+from ..core.errors import NbprodError
+from ..notebooks.io import atomic_write, cell_source, code_cell, dumps_notebook, markdown_cell
+from ..notebooks.pipeline import Pipeline, Stage, load_pipeline
+from ..core.proc import tool
+from ..core.project import DEBUG_DIR, Project
+from ..notebooks.rlang import is_r, r_literal
 
 
 def prepare_debug(project: Project, name: str) -> tuple[Stage, list[dict], dict]:
@@ -44,7 +44,7 @@ def prepare_debug(project: Project, name: str) -> tuple[Stage, list[dict], dict]
     for cell in generated["cells"][1:]:
         tags = cell["metadata"].get("tags", [])
         if "parameters" in tags:
-            from ..compile import py_literal
+            from ..notebooks.compile import py_literal
 
             lines = ["# Parameters from params.yaml"] + [
                 f"{k} <- {r_literal(v, k)}" if r_notebook else f"{k} = {py_literal(v)}" for k, v in params.items()]

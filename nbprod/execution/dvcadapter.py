@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import NbprodError
-from ..proc import tool_env
+from ..core.errors import NbprodError
+from ..core.proc import tool_env
 
 
 def open_repo(root: Path):
@@ -162,7 +162,7 @@ def cmd_lines(cmd) -> list[str]:
     return cmd if isinstance(cmd, list) else str(cmd).splitlines()
 
 
-def record(stage) -> None:
+def commit_stage(stage) -> None:
     """``Stage.run`` after the command: hash deps and outs, fill the run cache (unless an output
     is not cached), commit the outputs to the cache."""
     no_cache_outs = any(not out.use_cache for out in stage.outs if not (out.is_metric or out.is_plot))

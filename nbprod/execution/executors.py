@@ -316,7 +316,7 @@ EXECUTORS = {"local": lambda slots, **_: LocalExecutor(slots), "dask": _dask_exe
 
 
 def make_executor(name: str, slots: int, **options) -> Executor:
-    from ..errors import NbprodError
+    from ..core.errors import NbprodError
 
     factory = EXECUTORS.get(name)
     if factory is None:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from . import kernelpool
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 
 # nbclient passes this to every kernel it starts; a pre-started kernel gets the same arguments.
 KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]

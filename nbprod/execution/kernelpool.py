@@ -131,7 +131,7 @@ def preload_groups(project) -> dict[str, list[str]]:
     """For each folder holding source notebooks: the modules its zygote preloads (the imports of
     those notebooks' code cells). Read straight from the notebooks, so that the zygotes can start
     before the pipeline is compiled; a guess that misses a module only costs that stage its import."""
-    from ..analysis import sanitize
+    from ..notebooks.analysis import sanitize
 
     sources: dict[str, list[str]] = {}
     for path in project.notebooks():
@@ -156,8 +156,8 @@ def _kernel_env(spec_env: dict) -> dict:
     env.update(spec_env)
     env.pop("PYTHONEXECUTABLE", None)
     # Stage processes get the run's environment with this venv's bin first (the scheduler and
-    # run._dvc_repro, through nbprod.proc.tool_env); their kernels inherit it.
-    from ..proc import tool_env
+    # run._dvc_repro, through nbprod.core.proc.tool_env); their kernels inherit it.
+    from ..core.proc import tool_env
 
     return tool_env(env)
 

@@ -51,7 +51,7 @@ def main() -> int:
         if sys.stdin.readline().strip() != "run":
             stop_prestarted()  # not needed after all (stage unchanged, run stopped)
             return 0
-    from ..errors import NbprodError, StageFailed, exit_status
+    from ..core.errors import NbprodError, StageFailed, exit_status
     from .stage import exec_stage, stop_prestarted
 
     try:

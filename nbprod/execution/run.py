@@ -12,15 +12,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..compile import compile_project
-from ..errors import NbprodError
+from ..notebooks.compile import compile_project
+from ..core.errors import NbprodError
 from .lifeline import RUN_PID_ENV
 from .events import EVENTS_ENV, emit, read_events
 from .runfolder import RunFolder
-from ..pipeline import Pipeline
-from ..proc import stop_group, tool, tool_env
-from ..runrecord import EventKind, StageState, StatusState
-from ..project import GENERATED_DIR, METRICS_DIR, Project
+from ..notebooks.pipeline import Pipeline
+from ..core.proc import stop_group, tool, tool_env
+from ..core.stagerun import EventKind, StageState, StatusState
+from ..core.project import GENERATED_DIR, METRICS_DIR, Project
 
 
 
@@ -210,7 +210,7 @@ class _EnvironmentCapture:
         return forward
 
     def _work(self) -> None:
-        from ..provenance import capture
+        from ..core.provenance import capture
 
         try:
             self._box["value"] = capture()
@@ -230,8 +230,8 @@ class _EnvironmentCapture:
 def _record_environment(project: Project, captured: dict) -> None:
     """Python, platform and a hash of every installed package of the run that produced the outputs
     (`.nbprod/environment.json`); `nbprod env check` reports drift from it."""
-    from ..notebook import atomic_write
-    from ..project import ENVIRONMENT_FILE
+    from ..notebooks.io import atomic_write
+    from ..core.project import ENVIRONMENT_FILE
 
     path = project.root / ENVIRONMENT_FILE
     text = json.dumps(captured, indent=1, sort_keys=True) + "\n"

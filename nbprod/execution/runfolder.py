@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..project import RUNS_DIR
+from ..core.project import RUNS_DIR
 
 EVENTS_FILE = "events.jsonl"
 # New ids: local time, then 6 hex digits. Folders of earlier servers used a "T" between date and time.

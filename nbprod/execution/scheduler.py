@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..compile import NBPROD_CMD
+from ..notebooks.compile import NBPROD_CMD
 from . import dvcadapter as dvc
 from .executors import Executor, Job, JobResult
-from ..project import Project
+from ..core.project import Project
 
 
 @dataclass
@@ -163,7 +163,7 @@ class _Scheduler:
 
     def _save(self, stage) -> None:
         """What Stage.run does after the command: hash deps and outs, fill the run cache, commit."""
-        dvc.record(stage)
+        dvc.commit_stage(stage)
         self._recorded(stage)
 
     def _recorded(self, stage) -> None:

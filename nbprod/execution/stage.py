@@ -15,23 +15,23 @@ import time
 from datetime import datetime, UTC
 from pathlib import Path
 
-from ..analysis import literal_assignments
-from ..rlang import is_r, r_literal, r_literal_assignments
-from ..cellerror import describe as describe_error, failed_cell_index, has_error_output, printed_error
-from ..carry import PRELUDE_TAG
-from ..compile import LOAD_TAG, SAVE_TAG, STATE_FILE
-from ..errors import NbprodError, StageFailed
+from ..notebooks.analysis import literal_assignments
+from ..notebooks.rlang import is_r, r_literal, r_literal_assignments
+from ..executed.cellerror import describe as describe_error, failed_cell_index, has_error_output, printed_error
+from ..notebooks.carry import PRELUDE_TAG
+from ..notebooks.compile import LOAD_TAG, SAVE_TAG, STATE_FILE
+from ..core.errors import NbprodError, StageFailed
 from .events import emit
 from .kernel import describe as _kernel_start, start_kernel as _start_kernel, stop_kernel as _stop_kernel
-from ..notebook import atomic_write, cell_source, code_cell, dumps_notebook, read_notebook
-from ..proc import git_output
-from ..provenance import key_packages
-from ..runrecord import EventKind, RecordStatus, RunRecord, StageError, StageState
-from ..project import METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project, find_project
-from ..tags import is_valid_name
+from ..notebooks.io import atomic_write, cell_source, code_cell, dumps_notebook, read_notebook
+from ..core.proc import git_output
+from ..core.provenance import key_packages
+from ..core.stagerun import EventKind, RecordStatus, StageRun, StageError, StageState
+from ..core.project import METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project, find_project
+from ..notebooks.tags import is_valid_name
 
 
-def exec_stage(name: str, project: Project | None = None) -> RunRecord:
+def exec_stage(name: str, project: Project | None = None) -> StageRun:
     """Run stage ``name``'s notebook; write ``reports/NAME.ipynb`` (with its run record) and
     ``metrics/NAME.json``; return the record. A failing cell raises StageFailed after writing."""
     from .lifeline import watch_run
@@ -55,7 +55,7 @@ def exec_stage(name: str, project: Project | None = None) -> RunRecord:
     out_path = root / REPORTS_DIR / f"{name}.ipynb"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     cells = sum(1 for c in executed["cells"] if c["cell_type"] == "code")
-    record = RunRecord(stage=name, notebook=source_nb, params=params, **_git_state(root),
+    record = StageRun(stage=name, notebook=source_nb, params=params, **_git_state(root),
                        python=sys.version.split()[0], packages=key_packages())
     started = time.time()
     record.started = _iso(started)
@@ -93,7 +93,7 @@ def exec_stage(name: str, project: Project | None = None) -> RunRecord:
         emit(EventKind.STAGE_END, stage=name, state=StageState.FAILED, duration=record.duration, message=summary,
              notebook=rel_out, cell=error.source_cell)
         raise StageFailed(name, " ".join(summary.split()), rel_out)
-    from ..scraps import numeric_metrics, read_scraps
+    from ..executed.scraps import numeric_metrics, read_scraps
 
     metrics = numeric_metrics(read_scraps(result_nb, include_frames=False))
     metrics_path = root / METRICS_DIR / f"{name}.json"
@@ -173,7 +173,7 @@ def _source_cells(root: Path, name: str, nb: dict) -> list[int | None]:
 
 def _prepare(nb: dict, params: dict, sources: list[int | None]) -> dict:
     """The notebook to execute: source cell numbers in metadata, and params.yaml values injected."""
-    from ..compile import py_literal
+    from ..notebooks.compile import py_literal
 
     executed = json.loads(json.dumps(nb))
     cells = []
@@ -203,8 +203,8 @@ SNAPSHOT_EVERY = 1.0  # seconds between in-progress writes of the executed noteb
 
 def import_papermill():
     """Papermill, nbformat and the engine class, without the optional imports nothing here uses
-    (nbprod.lightimports)."""
-    from ..lightimports import without_optional_imports
+    (nbprod.core.lightimports)."""
+    from ..core.lightimports import without_optional_imports
 
     with without_optional_imports():
         import nbformat
@@ -298,7 +298,7 @@ def _is_r(nb: dict) -> bool:
 
 def _imports(nb: dict) -> list[str]:
     """The third-party modules the stage notebook imports (what a pool zygote should load first)."""
-    from ..analysis import sanitize
+    from ..notebooks.analysis import sanitize
 
     if _is_r(nb):
         return []

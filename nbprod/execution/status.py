@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..compile import compile_project
-from ..pipeline import Pipeline
-from ..project import STAGES_DIR, Project
-from ..runrecord import StatusState
+from ..notebooks.compile import compile_project
+from ..notebooks.pipeline import Pipeline
+from ..core.project import STAGES_DIR, Project
+from ..core.stagerun import StatusState
 
 
 @dataclass

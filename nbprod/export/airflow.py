@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import NbprodError
-from ..notebook import atomic_write
-from ..pipeline import Pipeline
+from ..core.errors import NbprodError
+from ..notebooks.io import atomic_write
+from ..notebooks.pipeline import Pipeline
 
 DEFAULT_SCHEDULE = "@daily"
 DEFAULT_RETRIES = 1
@@ -57,7 +57,7 @@ def _check(options: AirflowOptions) -> None:
 
 def _monitor_command(pipeline: Pipeline) -> str | None:
     """`monitor`, with `--notify` when email is configured; None when the project monitors nothing."""
-    from ..project import read_config
+    from ..core.project import read_config
 
     if importlib.util.find_spec("nbprod.commands.monitor") is None:
         return None

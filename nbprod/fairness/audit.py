@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 from . import names
 from .groupmetrics import FUNCTIONS
 from .inputs import WHERE, AuditInput, check_input

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 from .names import METRICS, slug
 
 WHERE = "nbprod.fairness"

@@ -10,11 +10,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..errors import NbprodError
-from ..project import Project
-from . import environment, gitrepo, registry
-from .config import load_config
-from .dvccache import cache_dir, dvc, expand, object_path, parse_lock, sha256_bytes
+from ..core.errors import NbprodError
+from ..core.project import Project
+from . import environment, registry
+from ..core import gitrepo
+from .settings import load_config
+from ..core.dvccache import cache_dir, dvc, expand, object_path, parse_lock, sha256_bytes
 
 MANIFEST = "nbprod-bundle.json"
 FORMAT = 1

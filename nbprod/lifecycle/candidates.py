@@ -16,14 +16,15 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 from ..execution.events import EVENTS_ENV, emit
-from ..proc import tool, tool_env
-from ..project import CANDIDATES_DIR, STAGES_DIR, Project
-from ..runrecord import EventKind
-from . import environment, gitrepo, registry
-from .config import LifecycleConfig, load_config, metrics_files, read_dvc_yaml, read_metrics
-from .dvccache import cache_dir, dvc, materialize, parse_lock
+from ..core.proc import tool, tool_env
+from ..core.project import CANDIDATES_DIR, STAGES_DIR, Project
+from ..core.stagerun import EventKind
+from . import environment, registry
+from ..core import gitrepo
+from .settings import LifecycleConfig, load_config, metrics_files, read_dvc_yaml, read_metrics
+from ..core.dvccache import cache_dir, dvc, materialize, parse_lock
 from .exclusive import under_run_lock
 from .gates import check_gates, gates_passed
 
@@ -54,7 +55,7 @@ def load_candidate(root: Path, candidate_id: str) -> Candidate:
         raise NbprodError(f"no candidate {candidate_id!r} (candidates: {known})", CANDIDATES_DIR,
                           fix="pass one of the listed candidate ids")
     message = gitrepo.git(root, "log", "-1", "--format=%B", commit)
-    return Candidate(candidate_id, commit, registry.parse_record(message))
+    return Candidate(candidate_id, commit, registry.parse_tag_message(message))
 
 
 def parse_overrides(root: Path, assignments: list[str]) -> dict[str, object]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 from ..fairness.compare import approval_record
-from ..project import Project
-from . import gitrepo, registry, workspace
+from ..core.project import Project
+from ..core import gitrepo
+from . import registry, workspace
 from .candidates import Candidate, load_candidate, write_record
-from .config import load_config
+from .settings import load_config
 from .exclusive import under_run_lock
 
 
@@ -164,7 +165,7 @@ def _schema_hashes(root: Path, commit: str) -> dict[str, str]:
     import hashlib
 
     from ..contracts.schemas import is_schema_path
-    from .dvccache import parse_lock
+    from ..core.dvccache import parse_lock
 
     stages = parse_lock(gitrepo.show_file(root, commit, "dvc.lock"))
     hashes = {}

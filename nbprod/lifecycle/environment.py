@@ -1,14 +1,14 @@
 """Environment lock and drift: the ``requirements.lock`` file (a stage may depend on it) and what
-changed since the last capture or run. Capturing and listing packages is nbprod.provenance's job."""
+changed since the last capture or run. Capturing and listing packages is nbprod.core.provenance's job."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..project import ENVIRONMENT_FILE, REPORTS_DIR
-from ..provenance import canonical_name, capture, installed_packages, packages_hash
-from ..runrecord import read_record
+from ..core.project import ENVIRONMENT_FILE, REPORTS_DIR
+from ..core.provenance import canonical_name, capture, installed_packages, packages_hash
+from ..core.stagerun import read_stage_run
 
 __all__ = ["CAPTURE_FILE", "LOCK_FILE", "capture", "diff", "drift", "installed_packages", "lock_text",
            "packages_hash", "parse_lock", "write_capture", "write_lock"]
@@ -85,7 +85,7 @@ def drift(root: Path) -> list[tuple[str, list[str]]]:
         except ValueError:
             checks.append((CAPTURE_FILE, ["unreadable; run 'nbprod env lock' or retrain to record it again"]))
     for executed in sorted((root / REPORTS_DIR).glob("*.ipynb")):
-        record = read_record(executed)
+        record = read_stage_run(executed)
         if record is None:
             continue
         recorded = {"python": record.python, "complete": False,

@@ -8,17 +8,17 @@ Format: one key per metric, a condition or a list of conditions::
     "metrics/evaluate.json:f1" = [">= 0.85", ">= champion - 0.02"]
 
 A metric name is looked up in every metrics file of dvc.yaml; ``FILE:NAME`` picks one file.
-The syntax is shared with monitor rules (``nbprod/rules.py``); ``median(last N)`` is for monitor only.
+The syntax is shared with monitor rules (``nbprod/core/conditions.py``); ``median(last N)`` is for monitor only.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..rules import Rule, check, parse_rules
-from ..rules import lookup as _lookup
+from ..core.conditions import Rule, check, parse_rules
+from ..core.conditions import lookup as _lookup
 
-# A gate is a rule of the shared syntax (nbprod/rules.py) without record-history bases.
+# A gate is a rule of the shared syntax (nbprod/core/conditions.py) without record-history bases.
 Gate = Rule
 
 

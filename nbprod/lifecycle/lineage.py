@@ -8,11 +8,11 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import NbprodError
-from ..project import Project
-from ..runrecord import RunRecord, read_record
-from . import gitrepo
-from .dvccache import LockedStage, cache_dir, current_md5, expand, md5_file, parse_lock
+from ..core.errors import NbprodError
+from ..core.project import Project
+from ..core.stagerun import StageRun, read_stage_run
+from ..core import gitrepo
+from ..core.dvccache import LockedStage, cache_dir, current_md5, expand, md5_file, parse_lock
 
 
 @dataclass
@@ -92,7 +92,7 @@ def _fairness_facts(root: Path, project: Project, out: str, md5: str) -> list[Fa
     """The fairness results approve recorded with each version that holds this output."""
     from ..fairness.compare import fairness_line
     from . import registry
-    from .config import load_config
+    from .settings import load_config
 
     try:
         model = load_config(project).model_name
@@ -138,7 +138,7 @@ def _executed_notebook(root: Path, stage: LockedStage) -> dict | None:
     """The executed notebook of the run dvc.lock records, when its bytes are that run's."""
     for out, md5 in stage.outs.items():
         if out.endswith(".ipynb") and (root / out).is_file():
-            record = read_record(root / out)
+            record = read_stage_run(root / out)
             if record is None:
                 continue
             return {"path": out, "matches_lock": md5_file(root / out) == md5, "record": record}
@@ -155,7 +155,7 @@ def _commit_facts(root: Path, run: dict | None) -> list[Fact]:
     else:
         facts.append(Fact("commit recording dvc.lock", "none", False, "dvc.lock was never committed"))
     if run:
-        record: RunRecord = run["record"]
+        record: StageRun = run["record"]
         value = f"{record.commit}" + (" (with uncommitted changes)" if record.dirty else "")
         facts.append(Fact("commit the stage ran at", value, run["matches_lock"],
                           f"from {run['path']}" if run["matches_lock"] else
@@ -223,7 +223,7 @@ def _schema_facts(root: Path, stage: LockedStage, stages: dict[str, LockedStage]
 def _environment_facts(run: dict | None) -> list[Fact]:
     if not run:
         return [Fact("environment", "not recorded (no executed notebook among the outputs)", None)]
-    record: RunRecord = run["record"]
+    record: StageRun = run["record"]
     packages = ", ".join(f"{k} {v}" for k, v in sorted(record.packages.items()))
     return [Fact("environment", f"python {record.python}; {packages}", run["matches_lock"],
                  f"from {run['path']}" if run["matches_lock"] else
@@ -232,7 +232,7 @@ def _environment_facts(run: dict | None) -> list[Fact]:
 
 def _registered_in(root: Path, project: Project, out: str, md5: str) -> str:
     from . import registry
-    from .config import load_config
+    from .settings import load_config
 
     try:
         model = load_config(project).model_name

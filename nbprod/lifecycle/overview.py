@@ -10,11 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from ..project import ENVIRONMENT_FILE, STAGES_DIR, Project
-from . import gitrepo, registry
+from ..core.project import ENVIRONMENT_FILE, STAGES_DIR, Project
+from ..core import gitrepo
+from . import registry
 from .candidates import CANDIDATES_DIR, candidate_ids, load_candidate
-from .config import load_config, metrics_files, read_metrics
-from .dvccache import current_md5, parse_lock
+from .settings import load_config, metrics_files, read_metrics
+from ..core.dvccache import current_md5, parse_lock
 
 
 @dataclass

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from pathlib import Path
 
-from ..errors import NbprodError
-from . import gitrepo
+from ..core.errors import NbprodError
+from ..core import gitrepo
 
 RECORD_MARKER = "--- nbprod record ---"
 PROD = "prod"
@@ -63,7 +63,7 @@ def tag_message(headline: str, record: dict) -> str:
     return f"{headline}\n\n{RECORD_MARKER}\n{json.dumps(record, indent=1, sort_keys=True)}\n"
 
 
-def parse_record(message: str) -> dict:
+def parse_tag_message(message: str) -> dict:
     if RECORD_MARKER not in message:
         return {}
     try:
@@ -85,7 +85,7 @@ def _tags(root: Path, model: str) -> list[tuple[dict, dict]]:
 
 
 def versions(root: Path, model: str) -> list[Version]:
-    found = [Version(model, parsed["version"], tag["commit"], tag["name"], tag["date"], parse_record(tag["message"]))
+    found = [Version(model, parsed["version"], tag["commit"], tag["name"], tag["date"], parse_tag_message(tag["message"]))
              for tag, parsed in _tags(root, model)
              if parsed.get("action").value == "register"]
     return sorted(found, key=lambda v: v.key)
@@ -112,7 +112,7 @@ def assignments(root: Path, model: str, stage: str = PROD) -> list[Event]:
             version = by_commit.get(tag["commit"])
             events.append(Event(tag["date"], "assign", model, tag["name"], tag["commit"],
                                 version.version if version else None, stage, parsed.get("counter", 0),
-                                parse_record(tag["message"])))
+                                parse_tag_message(tag["message"])))
     return sorted(events, key=lambda e: e.counter)
 
 
@@ -170,7 +170,7 @@ def reject(root: Path, model: str, candidate: str, commit: str, record: dict) ->
 def rejections(root: Path, model: str) -> list[Event]:
     events = []
     for tag in gitrepo.list_tags(root, f"{REJECT_PREFIX}/{model}/*"):
-        record = parse_record(tag["message"])
+        record = parse_tag_message(tag["message"])
         events.append(Event(tag["date"], "reject", model, tag["name"], tag["commit"], record=record))
     return events
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import NbprodError
-from . import gitrepo
-from .dvccache import cache_dir, current_md5, dvc, expand, md5_file, object_path, parse_lock
+from ..core.errors import NbprodError
+from ..core import gitrepo
+from ..core.dvccache import cache_dir, current_md5, dvc, expand, md5_file, object_path, parse_lock
 
 
 def unsaved_outputs(root: Path) -> list[str]:

@@ -11,10 +11,10 @@ from datetime import datetime
 from html import escape
 from pathlib import Path
 
-from ..notebook import atomic_write
-from ..project import METRICS_DIR, REPORTS_DIR
+from ..notebooks.io import atomic_write
+from ..core.project import METRICS_DIR, REPORTS_DIR
 from ..report.svg import format_number
-from ..rules import Rule
+from ..core.conditions import Rule
 from .charts import PALETTE, Marker, Series, time_chart
 from .records import Record, flatten_metrics
 from .rules import DURATION, Verdict, value_of
@@ -194,8 +194,8 @@ def _metric_chart(metric: str, records, times, verdicts, markers, revisions) -> 
 
 
 def _safe_lookup(metrics: dict[str, dict], metric: str):
-    from ..errors import NbprodError
-    from ..rules import lookup
+    from ..core.errors import NbprodError
+    from ..core.conditions import lookup
 
     try:
         return lookup(metrics, metric, "monitor")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import NbprodError
-from ..project import DEBUG_DIR, GENERATED_DIR, RUNS_DIR, Project
-from .config import Retention, load_settings
+from ..core.errors import NbprodError
+from ..core.project import DEBUG_DIR, GENERATED_DIR, RUNS_DIR, Project
+from .settings import Retention, load_settings
 from .records import Record, list_records, model_settings, remove_record
 from .watch import EMAIL_DIR
 
@@ -57,8 +57,9 @@ def size_of(path: Path) -> int:
 
 def production_lineage(root: Path) -> tuple[set[str], set[str]]:
     """Commits and model md5s of every version ever assigned to production."""
-    from ..lifecycle import gitrepo, registry
-    from ..lifecycle.dvccache import parse_lock
+    from ..core import gitrepo
+    from ..lifecycle import registry
+    from ..core.dvccache import parse_lock
 
     name, path = model_settings(root)
     try:
@@ -151,7 +152,7 @@ def _plan_debug(root: Path, retention: Retention, result: Plan) -> None:
 
 
 def _plan_worktrees(root: Path, retention: Retention, result: Plan) -> None:
-    from ..lifecycle import gitrepo
+    from ..core import gitrepo
 
     try:
         folder = gitrepo.git_dir(root) / gitrepo.PRIVATE_DIR / "worktrees"
@@ -194,7 +195,7 @@ def _dvc_gc(root: Path, kept: list[Record], dry: bool) -> subprocess.CompletedPr
 def _keep_project(root: Path, keep: Path, kept: list[Record]) -> None:
     """A DVC project with no git that shares this project's cache and lists, as .dvc files, every
     object the kept records refer to: `dvc gc --projects` then keeps them."""
-    from ..lifecycle.dvccache import cache_dir
+    from ..core.dvccache import cache_dir
 
     dvc = str(Path(sys.executable).parent / "dvc")
     subprocess.run([dvc, "init", "-q", "--no-scm"], cwd=keep, check=True, capture_output=True)
@@ -213,8 +214,9 @@ def _version_objects(root: Path) -> set[str]:
     """Every dep and out md5 in the dvc.lock of every registered model version. `dvc gc` skips outputs
     with ``cache: false`` (metrics), but the run cache stored them and rollback restores a version's
     outputs from the cache and checks each one, so a version needs all of them."""
-    from ..lifecycle import gitrepo, registry
-    from ..lifecycle.dvccache import parse_lock
+    from ..core import gitrepo
+    from ..lifecycle import registry
+    from ..core.dvccache import parse_lock
 
     name, _ = model_settings(root)
     try:

@@ -17,8 +17,8 @@ from html import escape
 from pathlib import Path
 
 from ..report.svg import format_number
-from ..rules import lookup
-from .config import NotifySettings
+from ..core.conditions import lookup
+from .settings import NotifySettings
 from .records import Record
 from .rules import Verdict, value_of
 
@@ -191,7 +191,7 @@ def _text(value) -> str:
 
 
 def write_eml(message: EmailMessage, path: Path) -> Path:
-    from ..notebook import atomic_write
+    from ..notebooks.io import atomic_write
 
     atomic_write(path, message.as_bytes())
     return path

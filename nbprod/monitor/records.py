@@ -25,15 +25,15 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import NbprodError
-from ..project import ENVIRONMENT_FILE, REPORTS_DIR, Project
-from ..runrecord import EventKind, StageState
+from ..core.errors import NbprodError
+from ..core.project import ENVIRONMENT_FILE, REPORTS_DIR, Project
+from ..core.stagerun import EventKind, StageState
 
 RECORDS_DIR = "records"
 MANIFEST = "manifest.json"
 RECORD_FILE = "record.json"
 ALERTS_FILE = "alerts.json"
-SERVED_FILE = "served_drift.json"   # served.drift.* metrics (nbprod.monitor.served)
+SERVED_FILE = "served_drift.json"   # served.drift.* metrics (nbprod.monitor.served_inputs)
 ADDED_FILES = (ALERTS_FILE, SERVED_FILE)  # written by nbprod monitor, outside the manifest
 FORMAT = 1
 _STAGE_EVENTS = {"run_start", "stage_start", "stage_end", "run_end"}
@@ -322,13 +322,13 @@ def _stage_summary(events: list[dict]) -> dict[str, dict]:
 
 
 def _lock_hashes(lock_text: bytes | None) -> dict:
-    from ..lifecycle.dvccache import parse_lock
+    from ..core.dvccache import parse_lock
 
     return {name: {"deps": s.deps, "outs": s.outs} for name, s in parse_lock(lock_text).items()}
 
 
 def _metrics_files(root: Path) -> list[str]:
-    from ..lifecycle.config import metrics_files
+    from ..lifecycle.settings import metrics_files
 
     try:
         return metrics_files(root)
@@ -359,8 +359,8 @@ def _environment_summary(root: Path) -> dict:
 def model_settings(root: Path) -> tuple[str, str | None]:
     """The registry name and the model's path from [tool.nbprod] (path None when it cannot be told)."""
     name, path = "model", None
-    from ..errors import NbprodError
-    from ..project import read_config
+    from ..core.errors import NbprodError
+    from ..core.project import read_config
 
     try:
         raw = read_config(root)
@@ -368,8 +368,8 @@ def model_settings(root: Path) -> tuple[str, str | None]:
     except NbprodError:
         pass  # an invalid pyproject.toml: the record keeps the default name
     try:
-        from ..lifecycle.config import load_config
-        from ..project import load_project
+        from ..lifecycle.settings import load_config
+        from ..core.project import load_project
 
         path = load_config(load_project(root)).model_path
     except (NbprodError, OSError):

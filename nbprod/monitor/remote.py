@@ -17,8 +17,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import NbprodError
-from ..project import Project
+from ..core.errors import NbprodError
+from ..core.project import Project
 from .records import (
     ADDED_FILES,
     MANIFEST,

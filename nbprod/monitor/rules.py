@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from pathlib import Path
 
-from ..rules import CHAMPION, MEDIAN, Check, Rule, check, lookup
+from ..core.conditions import CHAMPION, MEDIAN, Check, Rule, check, lookup
 from .records import Record
 
 DURATION = "duration."
@@ -52,8 +52,8 @@ class ChampionMetrics:
         return self._cache[commit]
 
     def _read(self, commit: str) -> dict[str, dict]:
-        from ..lifecycle import gitrepo
-        from ..lifecycle.config import metrics_files
+        from ..core import gitrepo
+        from ..lifecycle.settings import metrics_files
         from .records import flatten_metrics
 
         dvc_yaml = gitrepo.show_file(self.root, commit, "dvc.yaml")

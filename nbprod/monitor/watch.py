@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..project import GENERATED_DIR, Project
-from .config import load_settings
+from ..core.project import GENERATED_DIR, Project
+from .settings import load_settings
 from .dashboard import (
     git_revisions,
     headline_metrics,
@@ -17,7 +17,7 @@ from .dashboard import (
 )
 from .records import Record, find_record, list_records, model_settings, write_alerts, write_served
 from .rules import ChampionMetrics, Verdict, evaluate_history
-from .served import NO_LOG, ServedDrift, served_drift
+from .served_inputs import NO_LOG, ServedDrift, served_drift
 
 EMAIL_DIR = f"{GENERATED_DIR}/monitor"
 
@@ -38,12 +38,12 @@ def monitor(project: Project, record_name: str | None = None, notify: bool = Fal
             dry_run: bool = False) -> MonitorOutcome:
     settings = load_settings(project.root)  # a malformed rule stops here, before anything is written
     if notify and not dry_run and not settings.notify.smtp:
-        from ..errors import NbprodError
+        from ..core.errors import NbprodError
 
         raise NbprodError("--notify needs an SMTP server", "pyproject.toml",
                           fix='set smtp = "host:port", from and to under [tool.nbprod.notify], or use --dry-run')
     if notify and not settings.notify.to:
-        from ..errors import NbprodError
+        from ..core.errors import NbprodError
 
         raise NbprodError("--notify needs recipients", "pyproject.toml",
                           fix='set to = ["team@example.com"] under [tool.nbprod.notify]')

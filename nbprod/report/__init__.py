@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import NbprodError
-from ..project import REPORTS_DIR
+from ..core.errors import NbprodError
+from ..core.project import REPORTS_DIR
 
 
 def executed_notebooks(root: Path, stages: list[str] | None = None) -> dict[str, Path]:

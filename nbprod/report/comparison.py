@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import NbprodError
-from ..project import METRICS_DIR, REPORTS_DIR
-from ..runrecord import RunRecord
-from ..scraps import is_number
+from ..core.errors import NbprodError
+from ..core.project import METRICS_DIR, REPORTS_DIR
+from ..core.stagerun import StageRun
+from ..executed.scraps import is_number
 from .history import git, git_prefix, read_blobs
 from .pipeline_view import locked_outs
 from .style import page
@@ -146,7 +146,7 @@ def _duration(raw: bytes | None) -> float | None:
         meta = json.loads(raw).get("metadata", {})
     except ValueError:
         return None
-    record = RunRecord.from_metadata(meta.get("nbprod"), "")
+    record = StageRun.from_metadata(meta.get("nbprod"), "")
     value = record.duration if record is not None else (meta.get("papermill") or {}).get("duration")
     return float(value) if is_number(value) else None
 

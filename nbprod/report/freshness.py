@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR
+from ..core.project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR
 
 # Bump when what a report shows changes, so reports rendered by an older nbprod are rendered again.
 RENDER_VERSION = "1"

@@ -7,8 +7,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import proc
-from ..project import METRICS_DIR
+from ..core import proc
+from ..core.project import METRICS_DIR
 
 
 @dataclass

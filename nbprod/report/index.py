@@ -6,13 +6,13 @@ import datetime as _dt
 from html import escape
 from pathlib import Path
 
-from ..notebook import atomic_write
-from ..project import REPORTS_DIR
-from ..scraps import is_number
+from ..notebooks.io import atomic_write
+from ..core.project import REPORTS_DIR
+from ..executed.scraps import is_number
 from .freshness import index_digest, index_path, stamp
 from .history import metric_history, workspace_metrics
 from .pipeline_view import StageNode, load_stages
-from .executed import StageRun, load_run
+from ..executed.summary import ExecutedStage, load_run
 from .stage_report import report_path
 from .style import page
 from .svg import dag_svg, format_duration, format_number, line_chart_svg
@@ -30,7 +30,7 @@ def stage_summaries(root: Path, nodes: list[StageNode]) -> dict[str, dict]:
     names = [n.name for n in nodes]
     executed = {p.stem: p for p in sorted((root / REPORTS_DIR).glob("*.ipynb"))}
     for name in names + sorted(set(executed) - set(names)):
-        run: StageRun | None = load_run(executed[name], name) if name in executed else None
+        run: ExecutedStage | None = load_run(executed[name], name) if name in executed else None
         metrics = _numeric(workspace_metrics(root, name)) or (run.metrics if run else {})
         info = {"status": run.status if run else "not run", "duration": run.duration if run else None,
                 "run": run, "metrics": metrics}

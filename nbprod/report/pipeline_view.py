@@ -58,7 +58,7 @@ def load_stages(project) -> list[StageNode]:
     nodes = stages_from_dvc_yaml(Path(project.root))
     core: list[StageNode] = []
     try:
-        from ..pipeline import load_pipeline  # the core's model, when present
+        from ..notebooks.pipeline import load_pipeline  # the core's model, when present
 
         core = [StageNode(name=s["name"], upstream=list(s.get("upstream") or []), notebook=s.get("notebook"))
                 for s in load_pipeline(project).to_dict().get("stages", [])]

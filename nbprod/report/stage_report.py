@@ -8,12 +8,12 @@ import json
 from html import escape
 from pathlib import Path
 
-from ..scraps import SCRAP_MIME_PREFIX, DisplayScrap, is_number
-from ..cellerror import describe as describe_error
-from ..notebook import atomic_write
+from ..executed.scraps import SCRAP_MIME_PREFIX, DisplayScrap, is_number
+from ..executed.cellerror import describe as describe_error
+from ..notebooks.io import atomic_write
 from .freshness import notebook_digest, report_path, stamp
 from .pipeline_view import locked_deps
-from .executed import PAPERMILL_ERROR_TAG, StageRun, run_from_notebook
+from ..executed.summary import PAPERMILL_ERROR_TAG, ExecutedStage, run_from_notebook
 from .style import CSS
 from .svg import format_duration, format_number
 
@@ -36,7 +36,7 @@ def _value_html(value) -> str:
     return f"<code>{escape(str(value))}</code>"
 
 
-def _banner(run: StageRun) -> str:
+def _banner(run: ExecutedStage) -> str:
     if not run.failed:
         return ""
     error = run.error or {}
@@ -55,7 +55,7 @@ def _banner(run: StageRun) -> str:
             f'<a href="{escape(kept)}"><code>{escape(kept)}</code></a></div>')
 
 
-def header_html(run: StageRun, root: Path, no_input: bool = False) -> str:
+def header_html(run: ExecutedStage, root: Path, no_input: bool = False) -> str:
     """The report header: facts of the run, metrics, figures, params, inputs, environment, timings."""
     status = escape(run.status)
     parts = [

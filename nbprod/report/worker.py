@@ -14,8 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..project import RUNS_DIR
-from ..runrecord import EventKind
+from ..core.project import RUNS_DIR
+from ..core.stagerun import EventKind
 
 LOG_NAME = "reports.log"  # in the run's folder, beside dvc.log
 
@@ -78,8 +78,8 @@ class ReportWorker:
 
 def serve(root: Path, lines) -> None:
     """The worker loop over command lines (see the module docstring)."""
-    from ..lightimports import without_optional_imports
-    from ..project import find_project
+    from ..core.lightimports import without_optional_imports
+    from ..core.project import find_project
     from .freshness import index_stale, stale_stage_reports
     from .stage_report import exporter
 

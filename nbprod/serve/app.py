@@ -23,10 +23,10 @@ from starlette.responses import Response
 
 from .contract import ContractError
 from .loader import resolve
-from .metrics import ServeMetrics
+from .prometheus import ServeMetrics
 from .predlog import PredictionLog
 from .routing import CHALLENGER, PROD, Router
-from .served import LoadedModel, load_version
+from .loaded import LoadedModel, load_version
 from .settings import TOKEN_ENV, ServeSettings
 from .swap import ModelSlot, Poller, say
 

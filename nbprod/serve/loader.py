@@ -16,10 +16,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import NbprodError
-from ..project import STAGES_DIR
-from ..lifecycle import gitrepo, registry
-from ..lifecycle.dvccache import cache_dir, object_path, parse_lock
+from ..core.errors import NbprodError
+from ..core.project import STAGES_DIR
+from ..core import gitrepo
+from ..lifecycle import registry
+from ..core.dvccache import cache_dir, object_path, parse_lock
 
 SCHEMAS_DIR = "schemas"
 BUNDLE_SUBJECT = "Unpacked nbprod bundle of "   # the first commit nbprod unpack writes
@@ -130,7 +131,7 @@ def _unpacked_bundle(root: Path, model: str) -> ModelVersion | None:
     source = subject[len(BUNDLE_SUBJECT):]
     name = source.split()[0]
     version = name.split("@", 1)[1] if name.startswith(f"{model}@") else "unregistered"
-    from ..lifecycle.config import metrics_files, read_metrics
+    from ..lifecycle.settings import metrics_files, read_metrics
 
     commit = gitrepo.git(root, "rev-parse", "HEAD")
     files = metrics_files(root, (gitrepo.show_file(root, commit, "dvc.yaml") or b"").decode() or None)
@@ -144,8 +145,8 @@ def _unique(refs: list[DataRef]) -> list[DataRef]:
 
 
 def _config_model_path(root: Path) -> str:
-    from ..lifecycle.config import load_config
-    from ..project import load_project
+    from ..lifecycle.settings import load_config
+    from ..core.project import load_project
 
     return load_config(load_project(root)).model_path
 

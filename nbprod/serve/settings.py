@@ -8,8 +8,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..errors import NbprodError
-from ..project import PREDICTIONS_DIR
+from ..core.errors import NbprodError
+from ..core.project import PREDICTIONS_DIR
 
 ENV = "NBPROD_SERVE_SETTINGS"
 TOKEN_ENV = "NBPROD_SERVE_TOKEN"
@@ -77,7 +77,7 @@ def load_settings(root: Path, model: str, **options) -> ServeSettings:
 
 
 def _read_table(root: Path) -> dict:
-    from ..project import read_config
+    from ..core.project import read_config
 
     table = read_config(root).get("serve", {})
     if not isinstance(table, dict):

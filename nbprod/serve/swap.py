@@ -12,7 +12,7 @@ from pathlib import Path
 from collections.abc import Callable
 
 from .loader import prod_tags, resolve
-from .served import LoadedModel
+from .loaded import LoadedModel
 
 
 class ModelSlot:

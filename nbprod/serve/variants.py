@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 from .predlog import log_files, read_log
 
 

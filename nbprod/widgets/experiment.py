@@ -52,9 +52,9 @@ def start_experiment(root: Path, changes: dict[str, object]) -> Experiment:
 
 
 def main(argv: list[str]) -> int:
-    from nbprod.errors import NbprodError
+    from nbprod.core.errors import NbprodError
     from nbprod.execution.run import RunLock
-    from nbprod.project import load_project
+    from nbprod.core.project import load_project
 
     root, folder, settings = Path(argv[0]), Path(argv[1]), argv[2:]
     project = load_project(root)

@@ -8,12 +8,12 @@ import threading
 
 import ipywidgets as w
 
-from nbprod.errors import NbprodError
+from nbprod.core.errors import NbprodError
 
 from .experiment import Experiment, start_experiment
 from .params import NotebookParams, Param, check, parse_text, save
-from .runs import LOCK_FILE, lock_holder
-from .status import number
+from .runcontrol import LOCK_FILE, lock_holder
+from .status_probe import number
 
 
 class ParamsForm(w.VBox):
@@ -131,7 +131,7 @@ def _button(description: str, icon: str, handler) -> w.Button:
 
 
 def _all_metrics(root) -> dict[str, object]:
-    from nbprod.project import METRICS_DIR
+    from nbprod.core.project import METRICS_DIR
 
     values: dict[str, object] = {}
     for path in sorted((root / METRICS_DIR).glob("*.json")):

@@ -14,12 +14,12 @@ def panel(path: str | Path | None = None, poll: float = 0.5):
     metrics, and links to executed notebooks and HTML reports. Runs are ``nbprod run`` processes
     outside this kernel. Outside a kernel (plain Python, a terminal) it prints the status table.
     """
-    from nbprod.project import find_project
+    from nbprod.core.project import find_project
 
     here = Path(path or Path.cwd()).resolve()
     project = find_project(here)
     if not in_kernel():
-        from .status import StatusError, stage_rows, stage_status, status_table
+        from .status_probe import StatusError, stage_rows, stage_status, status_table
 
         try:
             print(status_table(stage_rows(project.root, stage_status(project.root))))

@@ -14,15 +14,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from nbprod.analysis import declared_ranges, literal_assignments
-from nbprod.rlang import is_r, r_literal_assignments
-from nbprod.compile import check_param_range
-from nbprod.errors import NbprodError
-from nbprod.notebook import atomic_write
-from nbprod.pipeline import NotebookSpec
-from nbprod.project import Project
+from nbprod.notebooks.analysis import declared_ranges, literal_assignments
+from nbprod.notebooks.rlang import is_r, r_literal_assignments
+from nbprod.notebooks.compile import check_param_range
+from nbprod.core.errors import NbprodError
+from nbprod.notebooks.io import atomic_write
+from nbprod.notebooks.pipeline import NotebookSpec
+from nbprod.core.project import Project
 
-# compile's own advice for a parameters cell line that is not a literal (nbprod.pipeline).
+# compile's own advice for a parameters cell line that is not a literal (nbprod.notebooks.pipeline).
 LITERAL_FIX = ("keep only NAME = value lines (numbers, strings, booleans, None, lists, dicts) "
                "and move other code to a stage cell")
 
@@ -56,7 +56,7 @@ class NotebookParams:
 
 def notebook_params(project: Project, notebook: Path) -> NotebookParams:
     """The parameters of ``notebook``, with their current params.yaml values and declared ranges."""
-    from nbprod.pipeline import load_pipeline
+    from nbprod.notebooks.pipeline import load_pipeline
 
     rel = project.rel(notebook)
     spec = next((s for s in load_pipeline(project).notebooks if s.path == rel), None)

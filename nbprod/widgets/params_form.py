@@ -17,7 +17,7 @@ def params_form(notebook: str | Path | None = None, poll: float = 0.5):
     params.yaml" checks every value as compile would and writes atomically; "Run as experiment" runs
     ``dvc exp run -S`` with the changed values and shows the metrics beside the current ones.
     """
-    from nbprod.project import find_project
+    from nbprod.core.project import find_project
 
     from .params import notebook_params
 
@@ -43,7 +43,7 @@ def params_text(form) -> str:
 def _this_notebook(notebook: str | Path | None) -> Path:
     """The notebook path: given, or told by the front end (Jupyter's JPY_SESSION_NAME, VS Code's
     ``__vsc_ipynb_file__``), or the only notebook in the current folder."""
-    from nbprod.errors import NbprodError
+    from nbprod.core.errors import NbprodError
 
     if notebook is not None:
         return Path(notebook).resolve()

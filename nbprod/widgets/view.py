@@ -9,11 +9,11 @@ from pathlib import Path
 
 import ipywidgets as w
 
-from nbprod.errors import NbprodError
+from nbprod.core.errors import NbprodError
 
 from .links import anchor
-from .runs import LOCK_FILE, RunControl, RunProgress, latest_events_file
-from .status import (
+from .runcontrol import LOCK_FILE, RunControl, RunProgress, latest_events_file
+from .status_probe import (
     StageRow,
     StatusError,
     metrics_line,

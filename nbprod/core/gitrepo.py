@@ -6,8 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from .. import proc
-from ..errors import NbprodError
+from . import proc
+from .errors import NbprodError
 
 # Lifecycle state that belongs to this clone only (worktrees of running candidates).
 PRIVATE_DIR = "nbprod"

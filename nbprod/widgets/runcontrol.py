@@ -17,9 +17,9 @@ from pathlib import Path
 from nbprod.execution.events import read_events
 from nbprod.execution.lifeline import pid_alive
 from nbprod.execution.runfolder import EVENTS_FILE
-from nbprod.project import GENERATED_DIR, RUNS_DIR
-from nbprod.runrecord import EventKind, StageState
-from nbprod.server.runs import Run, RunRegistry
+from nbprod.core.project import GENERATED_DIR, RUNS_DIR
+from nbprod.core.stagerun import EventKind, StageState
+from nbprod.execution.launch import Run, RunRegistry
 
 LOCK_FILE = f"{GENERATED_DIR}/run.lock"
 
@@ -159,7 +159,7 @@ class RunControl:
 
     def start(self, stages: list[str] | None = None, from_stage: str | None = None) -> Run:
         """An ordinary ``nbprod run`` in its own session; refuses while a run holds the lock."""
-        from nbprod.errors import NbprodError
+        from nbprod.core.errors import NbprodError
 
         holder = lock_holder(self.root)
         if holder is not None or (self._own is not None and self._own.running):

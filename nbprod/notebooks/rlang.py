@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import NbprodError
+from ..core.errors import NbprodError
 
 R_LANGUAGES = {"r"}
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9._]*|\.[A-Za-z_.][A-Za-z0-9._]*")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import NbprodError
-from ..project import Project, read_config
+from ..core.errors import NbprodError
+from ..core.project import Project, read_config
 from .gates import Gate, parse_gates
 
 DEFAULT_MODEL_NAME = "model"

@@ -15,10 +15,10 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from nbprod.errors import NbprodError
-from nbprod.tags import SCHEMA, is_valid_name
+from nbprod.core.errors import NbprodError
+from nbprod.notebooks.tags import SCHEMA, is_valid_name
 
-from .runs import RunRegistry, run_state
+from ..execution.launch import RunRegistry, run_state
 
 
 
@@ -51,7 +51,7 @@ class NbprodHandler(APIHandler):
         return target
 
     async def project(self, relative: str):
-        from nbprod.project import find_project
+        from nbprod.core.project import find_project
 
         target = self.inside_root(relative)
         project = await asyncio.to_thread(find_project, target)
@@ -62,7 +62,7 @@ class NbprodHandler(APIHandler):
 
     async def project_and_pipeline(self, data: dict):
         """The project named by a request body's "path", and its pipeline."""
-        from nbprod.pipeline import load_pipeline
+        from nbprod.notebooks.pipeline import load_pipeline
 
         path = data.get("path", "")
         if not isinstance(path, str):
@@ -116,7 +116,7 @@ class PipelineHandler(NbprodHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         async def work():
-            from nbprod.pipeline import load_pipeline
+            from nbprod.notebooks.pipeline import load_pipeline
 
             project = await self.project(self.get_argument("path", ""))
             data = (await asyncio.to_thread(load_pipeline, project)).to_dict()

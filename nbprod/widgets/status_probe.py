@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbprod.project import METRICS_DIR, REPORTS_DIR
+from nbprod.core.project import METRICS_DIR, REPORTS_DIR
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def _jupyter_server_extension_points() -> list[dict]:
-    return [{"module": "nbprod.server"}]
+    return [{"module": "nbprod.jupyter"}]
 
 
 def _load_jupyter_server_extension(serverapp) -> None:

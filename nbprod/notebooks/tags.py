@@ -1,6 +1,6 @@
 """The tag schema: the one definition of cell tags, shared by the CLI and the JupyterLab extension.
 
-``SCHEMA`` is exported to ``nbprod/schema/tags.json`` (``python -m nbprod.tags``); the extension gets
+``SCHEMA`` is exported to ``nbprod/schema/tags.json`` (``python -m nbprod.notebooks.tags``); the extension gets
 the same schema from the server's ``/nbprod/api/schema`` endpoint, and tests/test_extension_tags.py
 runs the extension's TypeScript parser against this one on the same cases.
 """
@@ -161,7 +161,7 @@ def export_schema(path: Path) -> None:
     path.write_text(json.dumps(SCHEMA, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-SCHEMA_PATH = Path(__file__).parent / "schema" / "tags.json"
+SCHEMA_PATH = Path(__file__).parent.parent / "schema" / "tags.json"
 
 if __name__ == "__main__":
     export_schema(SCHEMA_PATH)

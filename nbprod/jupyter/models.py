@@ -19,7 +19,7 @@ import re
 import tornado.web
 from jupyter_server.utils import url_path_join
 
-from nbprod.errors import NbprodError
+from nbprod.core.errors import NbprodError
 
 from .handlers import NbprodHandler, Refused
 
@@ -108,7 +108,7 @@ class ModelsHandler(NbprodHandler):
 
     @staticmethod
     async def version(project, value: object) -> str:
-        from nbprod.lifecycle.config import load_config
+        from nbprod.lifecycle.settings import load_config
         from nbprod.lifecycle.registry import versions
 
         if not isinstance(value, str) or not _VERSION.fullmatch(value):

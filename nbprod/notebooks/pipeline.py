@@ -9,9 +9,9 @@ from pathlib import Path
 
 from .analysis import CodeFacts, CodeSyntaxError, analyse_code, literal_assignments
 from .carry import CarriedImport, import_only_names
-from .errors import NbprodError
-from .notebook import cell_source, cell_tags, read_notebook
-from .project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project
+from ..core.errors import NbprodError
+from .io import cell_source, cell_tags, read_notebook
+from ..core.project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project
 from .rlang import is_r, r_literal_assignments, r_names
 from .tags import TagError, parse_cell_tags
 
@@ -309,7 +309,7 @@ def _attach(stage: Stage, cell: Cell, tags, notebook: Path, project: Project) ->
 
 def _schema_deps(stage: Stage, cell: Cell, notebook: Path, project: Project) -> None:
     """A literal schema path given to ``nbprod.validate`` is a dep: editing the schema reruns the stage."""
-    from .contracts.schemas import resolve_schema
+    from ..contracts.schemas import resolve_schema
 
     rel_nb = project.rel(notebook)
     for line, literal in cell.facts.schemas if cell.facts else ():
@@ -385,7 +385,7 @@ def _link_data(pipeline: Pipeline) -> None:
 
     A stage that changes an input in place (``df["x"] = ..``, ``items.append(..)``, ``fit``) passes
     the changed object on, as "Run All" would see it. A name an earlier stage binds only by import
-    statements is not data: those statements are carried into the reading stage (nbprod.carry).
+    statements is not data: those statements are carried into the reading stage (nbprod.notebooks.carry).
     """
     for spec in pipeline.notebooks:
         if len(spec.stages) > 1:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from ..errors import NbprodError
-from ..project import Project
-from .config import ServedWindow
+from ..core.errors import NbprodError
+from ..core.project import Project
+from .settings import ServedWindow
 
 PREFIX = "served."
 CHECKED, NO_LOG, NOT_CHECKED = "checked", "no log", "not checked"
@@ -78,7 +78,7 @@ def served_drift(project: Project, window: ServedWindow, now: datetime | None = 
 def _training_data(project: Project, model: str, columns: list[str]):
     """The production version's training frame (as the serve contract reads it), its version, its paths."""
     from ..serve.loader import resolve
-    from ..serve.served import first_frame
+    from ..serve.loaded import first_frame
 
     info = resolve(project.root, model)
     return first_frame(project.root, info.training, columns), info.version, [d.path for d in info.training]

@@ -7,8 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import NbprodError
-from .proc import git_output, tool
+from ..core.errors import NbprodError
+from ..core.proc import git_output, tool
 
 DEFAULT_TEMPLATE = "example"
 # Named templates: templates/<name>/ (nbprod/_templates/<name>/ in the wheel), copied over the base
@@ -24,14 +24,14 @@ def template_names() -> list[str]:
 
 
 def named_template_dir(name: str) -> Path:
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the nbprod package
     packaged = here / "_templates" / name
     return packaged if packaged.is_dir() else here.parent / "templates" / name
 
 
 def template_dirs() -> tuple[Path, Path]:
     """(project template, example notebooks), from the wheel or from a source checkout."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the nbprod package
     packaged = here / "_templates"
     if packaged.is_dir():
         return packaged / "project", packaged / "example"
@@ -40,7 +40,7 @@ def template_dirs() -> tuple[Path, Path]:
 
 def template_schemas() -> Path:
     """The schema files (data contracts) the example notebooks validate against."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the nbprod package
     packaged = here / "_templates" / "schemas"
     return packaged if packaged.is_dir() else here.parent / "schemas"
 
@@ -53,7 +53,7 @@ def init_project(path: Path, git: bool = True, template: str = DEFAULT_TEMPLATE)
     if root.exists() and any(root.iterdir()):
         raise NbprodError("already exists and is not empty", path,
                           fix="choose a new folder name; nbprod init never writes into existing work")
-    from .pipeline import slug
+    from ..notebooks.pipeline import slug
 
     name = slug(root.name) or "project"
     project_template, examples = template_dirs()
@@ -69,8 +69,8 @@ def init_project(path: Path, git: bool = True, template: str = DEFAULT_TEMPLATE)
         _run(root, tool("dvc"), "init", "-q", *([] if git else ["--no-scm"]))
         _run(root, tool("dvc"), "remote", "add", "-d", "-q", "local", str(root / ".dvcstore"))
         _run(root, tool("dvc"), "remote", "modify", "local", "url", "../.dvcstore")
-        from .compile import compile_project
-        from .project import load_project
+        from ..notebooks.compile import compile_project
+        from ..core.project import load_project
 
         compile_project(load_project(root))
         if git:

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cellerror import failed_cell_index, printed_error
-from ..runrecord import RecordStatus, RunRecord
-from ..scraps import DisplayScrap, numeric_metrics, read_scraps
+from .cellerror import failed_cell_index, printed_error
+from ..core.stagerun import RecordStatus, StageRun
+from .scraps import DisplayScrap, numeric_metrics, read_scraps
 
 # Markdown cells papermill adds around a failure; the report draws its own banner instead.
 PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
@@ -25,7 +25,7 @@ class CellTiming:
 
 
 @dataclass
-class StageRun:
+class ExecutedStage:
     stage: str
     executed_path: Path
     notebook: str | None = None
@@ -65,7 +65,7 @@ def _first_line(source: Any) -> str:
 
 
 def failing_cell(nb: dict) -> int | None:
-    """Index of the first code cell that failed, with or without an ``error`` output (nbprod.cellerror)."""
+    """Index of the first code cell that failed, with or without an ``error`` output (nbprod.executed.cellerror)."""
     return failed_cell_index(nb)
 
 
@@ -81,10 +81,10 @@ def read_notebook_json(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def run_from_notebook(nb: dict, executed_path: Path, stage: str | None = None) -> StageRun:
+def run_from_notebook(nb: dict, executed_path: Path, stage: str | None = None) -> ExecutedStage:
     """The run described by an executed notebook (its run record first, Papermill's metadata as fallback)."""
     meta = nb.get("metadata", {}) or {}
-    record = RunRecord.from_metadata(meta.get("nbprod"), stage or Path(executed_path).stem)
+    record = StageRun.from_metadata(meta.get("nbprod"), stage or Path(executed_path).stem)
     pm = meta.get("papermill") or {}
     error_index = failing_cell(nb)
     status = record.status.value if record else None
@@ -108,12 +108,12 @@ def run_from_notebook(nb: dict, executed_path: Path, stage: str | None = None) -
             failed=index == error_index,
         ))
     if record is None:  # not run by nbprod exec: what Papermill recorded
-        return StageRun(stage=stage or Path(executed_path).stem, executed_path=Path(executed_path),
+        return ExecutedStage(stage=stage or Path(executed_path).stem, executed_path=Path(executed_path),
                         notebook=pm.get("input_path"), status=status, started=pm.get("start_time"),
                         ended=pm.get("end_time"), duration=pm.get("duration"),
                         params=dict(pm.get("parameters") or {}), error=_printed_error(nb, error_index),
                         error_cell=error_index, cells=cells, scraps=read_scraps(nb))
-    return StageRun(
+    return ExecutedStage(
         stage=record.stage,
         executed_path=Path(executed_path),
         notebook=record.notebook or pm.get("input_path"),
@@ -133,5 +133,5 @@ def run_from_notebook(nb: dict, executed_path: Path, stage: str | None = None) -
     )
 
 
-def load_run(executed_path: Path, stage: str | None = None) -> StageRun:
+def load_run(executed_path: Path, stage: str | None = None) -> ExecutedStage:
     return run_from_notebook(read_notebook_json(executed_path), executed_path, stage)

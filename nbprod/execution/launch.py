@@ -11,8 +11,8 @@ from pathlib import Path
 
 from nbprod.execution.events import read_events
 from nbprod.execution.runfolder import RunFolder, is_run_id, recent_runs
-from nbprod.project import RUNS_DIR  # noqa: F401 - re-exported (nbprod.widgets.runs imports it from here)
-from nbprod.runrecord import EventKind
+from nbprod.core.project import RUNS_DIR  # noqa: F401 - re-exported (nbprod.widgets.runcontrol imports it from here)
+from nbprod.core.stagerun import EventKind
 
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from ..errors import NbprodError
-from ..rules import Rule, parse_rules
+from ..core.errors import NbprodError
+from ..core.conditions import Rule, parse_rules
 
 WHERE = "pyproject.toml"
 
@@ -61,7 +61,7 @@ class MonitorSettings:
 
 
 def load_settings(root: Path) -> MonitorSettings:
-    from ..project import read_config
+    from ..core.project import read_config
 
     raw = read_config(root)
     table = raw.get("monitor", {})

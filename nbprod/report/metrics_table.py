@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..project import METRICS_DIR
-from ..scraps import is_number
+from ..core.project import METRICS_DIR
+from ..executed.scraps import is_number
 from .svg import format_number
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from .analysis import declared_ranges
 from .carry import PRELUDE_TAG
-from .errors import NbprodError
-from .notebook import atomic_write, code_cell, dumps_notebook, markdown_cell
+from ..core.errors import NbprodError
+from .io import atomic_write, code_cell, dumps_notebook, markdown_cell
 from .pipeline import NotebookSpec, Pipeline, Stage, load_pipeline
-from .project import GENERATED_DIR, STAGES_DIR, Project
+from ..core.project import GENERATED_DIR, STAGES_DIR, Project
 from .rlang import is_r, r_literal
 
 STATE_FILE = f"{GENERATED_DIR}/compiled.json"

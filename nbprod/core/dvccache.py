@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import NbprodError
-from ..proc import tool, tool_env
+from .errors import NbprodError
+from .proc import tool, tool_env
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .runrecord import EventKind, StageState, StatusState
+from ..core.stagerun import EventKind, StageState, StatusState
 
 
 class RunView:

@@ -9,9 +9,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 from .loader import resolve
-from .served import LoadedModel, load_version
+from .loaded import LoadedModel, load_version
 from .settings import ENV, ServeSettings
 from .swap import say
 

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import NbprodError
+from ..core.errors import NbprodError
 
 
 def read_notebook(path: Path, display: str | None = None) -> dict:

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import NbprodError
+from ..core.errors import NbprodError
 from . import contract as contracts
 from .loader import ModelVersion, load_model, read_frame, schema_file
 

@@ -1,0 +1,1 @@
+"""The reading core: notebooks -> tags -> code facts -> Pipeline -> generated files."""
