@@ -14,11 +14,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "nbprod"
 
-CORE = ["nbprod.notebooks.io", "nbprod.notebooks.tags", "nbprod.notebooks.analysis", "nbprod.notebooks.pipeline", "nbprod.notebooks.compile",
-        "nbprod.execution"]
-ABOVE_CORE = ["nbprod.cli", "nbprod.commands", "nbprod.jupyter", "nbprod.lifecycle"]
-# The run's processes and the notebook helpers stand on these; they import nothing of nbprod above them.
-FOUNDATION = ["nbprod.core.errors", "nbprod.core.project", "nbprod.core.proc", "nbprod.core.provenance", "nbprod.core.stagerun"]
+# One folder a layer (docs/architecture.md). The foundation imports nothing of nbprod above it; the reading
+# core and the execution core stand on it; the capabilities and the shells stand on those.
+FOUNDATION = ["nbprod.core"]
+CORE = ["nbprod.notebooks", "nbprod.executed", "nbprod.execution"]
+CAPABILITIES = ["nbprod.lifecycle", "nbprod.monitor", "nbprod.serve", "nbprod.contracts", "nbprod.fairness",
+                "nbprod.report", "nbprod.export", "nbprod.widgets"]
+SHELLS = ["nbprod.cli", "nbprod.commands", "nbprod.jupyter"]
 KERNEL_SIDE = ["nbprod.record", "nbprod.artifacts"]
 
 
@@ -65,16 +67,43 @@ def test_import_reader_sees_function_level_and_relative_imports(tmp_path):
     assert "nbprod.lifecycle.environment" in _imports(PACKAGE / "commands" / "lifecycle.py")
     assert "nbprod.execution.kernelpool" in _imports(PACKAGE / "execution" / "stage.py")  # inside a function
     assert "nbprod.execution.dvcadapter" in _imports(PACKAGE / "execution" / "scheduler.py")  # from . import x
+    assert "nbprod.core.gitrepo" in _imports(PACKAGE / "serve" / "loader.py")
 
 
-def test_core_never_imports_the_cli_commands_server_or_lifecycle():
-    assert _violations(CORE, ABOVE_CORE) == []
+def test_core_never_imports_the_shells_or_the_capabilities_above_it():
+    """Data contracts' schema lookup is the one exception: compile adds a literal schema path as a dep."""
+    allowed = ("nbprod.contracts.schemas",)
+    bad = [v for v in _violations(CORE, SHELLS + CAPABILITIES) if not v.split(" imports ")[1].startswith(allowed)]
+    assert bad == []
 
 
 def test_foundation_imports_only_the_foundation():
     above = [m for m in _modules(["nbprod"]) if not any(m == f or m.startswith(f + ".") for f in FOUNDATION)
              and m != "nbprod"]
     assert _violations(FOUNDATION, above) == []
+
+
+def test_capabilities_never_import_the_shells():
+    assert _violations(CAPABILITIES, SHELLS) == []
+
+
+def test_reading_core_never_imports_execution():
+    assert _violations(["nbprod.notebooks", "nbprod.executed"], ["nbprod.execution"]) == []
+
+
+def test_few_top_level_modules_and_no_two_files_share_a_name():
+    """The top of nbprod/ holds the public faces only; a repeated file name is the same role in parallel
+    packages, listed here (and in docs/architecture.md) with that role."""
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__.py", "__main__.py", "artifacts.py", "cli.py", "record.py"]
+    same_role = {"settings.py": {"lifecycle", "monitor", "serve"},  # the reader of [tool.nbprod.<package>]
+                 "section.py": {"contracts", "fairness"}}  # the HTML section a stage report shows
+    seen: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "__init__.py":
+            seen.setdefault(path.name, set()).add(path.parent.relative_to(PACKAGE).as_posix())
+    repeated = {name: folders for name, folders in seen.items() if len(folders) > 1}
+    assert repeated == same_role
 
 
 def test_reports_read_run_records_not_execution_internals():

@@ -85,7 +85,8 @@ def _tags(root: Path, model: str) -> list[tuple[dict, dict]]:
 
 
 def versions(root: Path, model: str) -> list[Version]:
-    found = [Version(model, parsed["version"], tag["commit"], tag["name"], tag["date"], parse_tag_message(tag["message"]))
+    found = [Version(model, parsed["version"], tag["commit"], tag["name"], tag["date"],
+                     parse_tag_message(tag["message"]))
              for tag, parsed in _tags(root, model)
              if parsed.get("action").value == "register"]
     return sorted(found, key=lambda v: v.key)
