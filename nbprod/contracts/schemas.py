@@ -202,7 +202,7 @@ def schema_to_yaml(schema: pa.DataFrameSchema, source: str | None = None) -> str
 
 def save_schema(schema: pa.DataFrameSchema, path: str | Path, source: str | None = None) -> Path:
     """Write ``schema`` to ``path`` atomically; returns the path."""
-    from ..notebooks.io import atomic_write
+    from ..notebooks.notebook import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

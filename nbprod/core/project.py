@@ -117,8 +117,8 @@ def load_project(root: Path) -> Project:
         raise NbprodError("[tool.nbprod.dask] scheduler must be an address string", "pyproject.toml",
                           fix='write [tool.nbprod.dask] scheduler = "tcp://HOST:8786"')
     executor = config.get("executor", "local")
-    if executor not in ("local", "dask"):
-        raise NbprodError(f"[tool.nbprod] executor {executor!r} is not known", "pyproject.toml",
+    if not isinstance(executor, str):  # the name is checked against the registered executors when a run starts
+        raise NbprodError(f"[tool.nbprod] executor {executor!r} is not a name", "pyproject.toml",
                           fix='write executor = "local" or executor = "dask"')
     return Project(root=root, notebook_paths=notebooks, kernel=kernel, gates=gates, kernel_pool=kernel_pool, dask=dask,
                    executor=executor,

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..notebooks.carry import PRELUDE_TAG
 from ..notebooks.compile import LOAD_TAG, stage_notebook
 from ..core.errors import NbprodError
-from ..notebooks.io import atomic_write, cell_source, code_cell, dumps_notebook, markdown_cell
+from ..notebooks.notebook import atomic_write, cell_source, code_cell, dumps_notebook, markdown_cell
 from ..notebooks.pipeline import Pipeline, Stage, load_pipeline
 from ..core.proc import tool
 from ..core.project import DEBUG_DIR, Project

@@ -315,11 +315,16 @@ def _dask_executor(slots: int, **options) -> Executor:
 EXECUTORS = {"local": lambda slots, **_: LocalExecutor(slots), "dask": _dask_executor}
 
 
-def make_executor(name: str, slots: int, **options) -> Executor:
+def make_executor(name: str, slots: int, from_config: bool = False, **options) -> Executor:
+    """The backend registered as ``name``; ``from_config``: the name came from ``[tool.nbprod] executor``."""
     from ..core.errors import NbprodError
 
     factory = EXECUTORS.get(name)
     if factory is None:
-        raise NbprodError(f"unknown executor {name!r} (available: {', '.join(sorted(EXECUTORS))})",
-                          "nbprod run", fix="use --executor local or --executor dask")
+        names = sorted(EXECUTORS)
+        if from_config:
+            raise NbprodError(f"[tool.nbprod] executor {name!r} is not known (available: {', '.join(names)})",
+                              "pyproject.toml", fix=" or ".join(f'write executor = "{n}"' for n in names))
+        raise NbprodError(f"unknown executor {name!r} (available: {', '.join(names)})",
+                          "nbprod run", fix=" or ".join(f"use --executor {n}" for n in names))
     return factory(slots, **options)

@@ -103,14 +103,15 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
     if dvc_repro and jobs > 1:
         raise NbprodError("dvc repro runs stages one at a time, so --dvc-repro and -j N cannot be combined",
                           "nbprod run", fix="drop --dvc-repro to run stages in parallel")
+    from_config = not executor
     executor = executor or project.executor
     backend = None
     if not dvc_repro:
         from .executors import make_executor
 
         # An unknown executor or an unreachable cluster fails before anything changes.
-        backend = make_executor(executor, jobs, scheduler=scheduler or project.dask.get("scheduler"),
-                                project_root=project.root)
+        backend = make_executor(executor, jobs, from_config=from_config,
+                                scheduler=scheduler or project.dask.get("scheduler"), project_root=project.root)
     held = contextlib.ExitStack()
     held.enter_context(RunLock(project, wait=lock_timeout))  # first of all: a run refused here leaves no trace
     # A run the Jupyter server started already has its folder: the events file it named is in it.
@@ -230,7 +231,7 @@ class _EnvironmentCapture:
 def _record_environment(project: Project, captured: dict) -> None:
     """Python, platform and a hash of every installed package of the run that produced the outputs
     (`.nbprod/environment.json`); `nbprod env check` reports drift from it."""
-    from ..notebooks.io import atomic_write
+    from ..notebooks.notebook import atomic_write
     from ..core.project import ENVIRONMENT_FILE
 
     path = project.root / ENVIRONMENT_FILE

@@ -23,7 +23,7 @@ from ..notebooks.compile import LOAD_TAG, SAVE_TAG, STATE_FILE
 from ..core.errors import NbprodError, StageFailed
 from .events import emit
 from .kernel import describe as _kernel_start, start_kernel as _start_kernel, stop_kernel as _stop_kernel
-from ..notebooks.io import atomic_write, cell_source, code_cell, dumps_notebook, read_notebook
+from ..notebooks.notebook import atomic_write, cell_source, code_cell, dumps_notebook, read_notebook
 from ..core.proc import git_output
 from ..core.provenance import key_packages
 from ..core.stagerun import EventKind, RecordStatus, StageRun, StageError, StageState

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import NbprodError
-from ..notebooks.io import atomic_write
+from ..notebooks.notebook import atomic_write
 from ..notebooks.pipeline import Pipeline
 
 DEFAULT_SCHEDULE = "@daily"

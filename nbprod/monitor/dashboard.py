@@ -11,7 +11,7 @@ from datetime import datetime
 from html import escape
 from pathlib import Path
 
-from ..notebooks.io import atomic_write
+from ..notebooks.notebook import atomic_write
 from ..core.project import METRICS_DIR, REPORTS_DIR
 from ..report.svg import format_number
 from ..core.conditions import Rule

@@ -191,7 +191,7 @@ def _text(value) -> str:
 
 
 def write_eml(message: EmailMessage, path: Path) -> Path:
-    from ..notebooks.io import atomic_write
+    from ..notebooks.notebook import atomic_write
 
     atomic_write(path, message.as_bytes())
     return path

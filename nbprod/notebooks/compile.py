@@ -6,7 +6,6 @@ atomically, and only when its bytes change (so compiling twice changes nothing).
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -15,10 +14,11 @@ from pathlib import Path
 from .analysis import declared_ranges
 from .carry import PRELUDE_TAG
 from ..core.errors import NbprodError
-from .io import atomic_write, code_cell, dumps_notebook, markdown_cell
+from .notebook import atomic_write, code_cell, dumps_notebook, markdown_cell
 from .pipeline import NotebookSpec, Pipeline, Stage, load_pipeline
 from ..core.project import GENERATED_DIR, STAGES_DIR, Project
 from .rlang import is_r, r_literal
+from .yamlfile import dump_yaml, load_yaml
 
 STATE_FILE = f"{GENERATED_DIR}/compiled.json"
 NBPROD_CMD = re.compile(r"^nbprod exec [a-z][a-z0-9_-]*$")
@@ -141,28 +141,6 @@ def py_literal(value: object) -> str:
 
 # --- dvc.yaml ---------------------------------------------------------------------------------
 
-def _yaml():
-    from ruamel.yaml import YAML
-
-    yaml = YAML()
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 4096
-    yaml.preserve_quotes = True
-    return yaml
-
-
-def _load_yaml(path: Path):
-    if not path.exists():
-        return None
-    try:
-        return _yaml().load(path.read_text(encoding="utf-8"))
-    except Exception as exc:  # ruamel raises many error types; all mean "not valid YAML"
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise NbprodError(f"is not valid YAML{where}", path.name,
-                          fix=f"correct {path.name} by hand or restore it with git") from None
-
-
 def _is_nbprod_stage(definition) -> bool:
     return isinstance(definition, dict) and isinstance(definition.get("cmd"), str) \
         and bool(NBPROD_CMD.fullmatch(definition["cmd"]))
@@ -171,7 +149,7 @@ def _is_nbprod_stage(definition) -> bool:
 def _dvc_yaml(project: Project, pipeline: Pipeline) -> str:
     from ruamel.yaml.comments import CommentedMap
 
-    doc = _load_yaml(project.root / "dvc.yaml")
+    doc = load_yaml(project.root / "dvc.yaml")
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, dict):
@@ -195,9 +173,7 @@ def _dvc_yaml(project: Project, pipeline: Pipeline) -> str:
                                   f"{hand_outs[out]!r}", stage.notebook, stage.first_cell,
                                   fix="let one stage write each output file")
         stages[stage.name] = _stage_entry(pipeline, stage)
-    stream = io.StringIO()
-    _yaml().dump(doc, stream)
-    return stream.getvalue()
+    return dump_yaml(doc)
 
 
 def _out_path(entry) -> str:
@@ -242,7 +218,7 @@ def _params_yaml(project: Project, pipeline: Pipeline, state: dict) -> tuple[str
     """Merge notebook defaults into params.yaml, keeping every value the user edited there."""
     from ruamel.yaml.comments import CommentedMap
 
-    doc = _load_yaml(project.root / "params.yaml")
+    doc = load_yaml(project.root / "params.yaml")
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, dict):
@@ -278,9 +254,7 @@ def _params_yaml(project: Project, pipeline: Pipeline, state: dict) -> tuple[str
                 if key in section:
                     check_param_range(spec, key, _plain(section[key]), bounds)
         defaults[spec.section] = spec.params
-    stream = io.StringIO()
-    _yaml().dump(doc, stream)
-    text = stream.getvalue()
+    text = dump_yaml(doc)
     return ("" if text.strip() in ("{}", "") else text), _plain(defaults)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from .analysis import CodeFacts, CodeSyntaxError, analyse_code, literal_assignments
 from .carry import CarriedImport, import_only_names
 from ..core.errors import NbprodError
-from .io import cell_source, cell_tags, read_notebook
+from .notebook import cell_source, cell_tags, read_notebook
 from ..core.project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project
 from .rlang import is_r, r_literal_assignments, r_names
 from .tags import TagError, parse_cell_tags

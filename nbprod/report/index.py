@@ -6,7 +6,7 @@ import datetime as _dt
 from html import escape
 from pathlib import Path
 
-from ..notebooks.io import atomic_write
+from ..notebooks.notebook import atomic_write
 from ..core.project import REPORTS_DIR
 from ..executed.scraps import is_number
 from .freshness import index_digest, index_path, stamp

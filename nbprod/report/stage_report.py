@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..executed.scraps import SCRAP_MIME_PREFIX, DisplayScrap, is_number
 from ..executed.cellerror import describe as describe_error
-from ..notebooks.io import atomic_write
+from ..notebooks.notebook import atomic_write
 from .freshness import notebook_digest, report_path, stamp
 from .pipeline_view import locked_deps
 from ..executed.summary import PAPERMILL_ERROR_TAG, ExecutedStage, run_from_notebook

@@ -8,7 +8,6 @@ slider, and both the form and compile refuse values outside it (``compile.check_
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from nbprod.notebooks.analysis import declared_ranges, literal_assignments
 from nbprod.notebooks.rlang import is_r, r_literal_assignments
 from nbprod.notebooks.compile import check_param_range
 from nbprod.core.errors import NbprodError
-from nbprod.notebooks.io import atomic_write
+from nbprod.notebooks.notebook import atomic_write
+from nbprod.notebooks.yamlfile import dump_yaml, load_yaml
 from nbprod.notebooks.pipeline import NotebookSpec
 from nbprod.core.project import Project
 
@@ -127,8 +127,7 @@ def save(form: NotebookParams, values: dict[str, object]) -> list[str]:
     if not changed:
         return []
     path = form.project.root / "params.yaml"
-    yaml = _round_trip()
-    doc = _load(path, yaml)
+    doc = _load(path)
     if doc is None:
         from ruamel.yaml.comments import CommentedMap
 
@@ -140,33 +139,12 @@ def save(form: NotebookParams, values: dict[str, object]) -> list[str]:
     for name in changed:
         section[name] = checked[name]
         form.get(name).value = checked[name]
-    stream = io.StringIO()
-    yaml.dump(doc, stream)
-    atomic_write(path, stream.getvalue())
+    atomic_write(path, dump_yaml(doc))
     return changed
 
 
-def _round_trip():
-    # The layout compile writes params.yaml with, so a save from the form is no diff compile undoes.
-    from ruamel.yaml import YAML
-
-    yaml = YAML()
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 4096
-    yaml.preserve_quotes = True
-    return yaml
-
-
-def _load(path: Path, yaml=None):
-    if not path.exists():
-        return None
-    try:
-        doc = (yaml or _round_trip()).load(path.read_text(encoding="utf-8"))
-    except Exception as exc:  # noqa: BLE001 - ruamel raises many error types; all mean "not valid YAML"
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise NbprodError(f"is not valid YAML{where}", path.name,
-                          fix=f"correct {path.name} by hand or restore it with git") from None
+def _load(path: Path):
+    doc = load_yaml(path)
     if doc is not None and not isinstance(doc, dict):
         raise NbprodError("is not a mapping of sections", "params.yaml", fix="restore params.yaml with git")
     return doc
