@@ -12,7 +12,7 @@ import pytest
 from helpers import code_notebook, nbprod, run
 from nbprod.notebooks.compile import compile_project, generate
 from nbprod.core.errors import NbprodError
-from nbprod.notebooks.io import cell_source
+from nbprod.notebooks.notebook import cell_source
 from nbprod.notebooks.pipeline import load_pipeline
 from nbprod.core.project import load_project
 

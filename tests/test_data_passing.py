@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from helpers import BIN, nbprod, run, save_nb
 from nbprod.notebooks.compile import generate
-from nbprod.notebooks.io import cell_source
+from nbprod.notebooks.notebook import cell_source
 from nbprod.notebooks.pipeline import load_pipeline
 from nbprod.core.project import load_project
 
