@@ -1,7 +1,7 @@
 """``nbprod.record(name, value)``: record a value in the running notebook, in Scrapbook's output format.
 
 Importing this module costs only the standard library: scrapbook itself pulls in pandas, pyarrow and
-papermill (about 4 s in a kernel). pandas is imported only to encode a DataFrame, and matplotlib is
+papermill, seconds of a kernel's start. pandas is imported only to encode a DataFrame, and matplotlib is
 never imported here (a figure already brought it in).
 """
 

@@ -56,8 +56,8 @@ def wasserstein_norm(reference: np.ndarray, current: np.ndarray) -> float:
 def wasserstein_1d(u: np.ndarray, v: np.ndarray) -> float:
     """The 1-D Wasserstein distance, the value ``scipy.stats.wasserstein_distance`` gives (tested).
 
-    Computed here because scipy's general weighted version spends ~0.15 s per 100,000-row column in
-    bookkeeping; the area between the two empirical CDFs needs only two sorts (for samples of equal
+    Computed here because scipy's general weighted version spends most of its time per column in
+    bookkeeping (benchmarks/README.md); the area between the two empirical CDFs needs only two sorts (for samples of equal
     size it is the mean gap between their sorted values).
     """
     u, v = np.sort(u), np.sort(v)

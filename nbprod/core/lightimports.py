@@ -16,10 +16,10 @@ def without_optional_imports() -> Iterator[None]:
     """Import nbformat, Papermill or nbconvert inside this block.
 
     jsonschema imports rfc3987_syntax only to check the "iri" string format, which notebook schemas
-    never use; building its ~35 Lark parsers costs ~3 s per process. Without the module, jsonschema
+    never use; building its Lark parsers costs seconds per process. Without the module, jsonschema
     skips that one optional checker (an ImportError it expects), nothing else changes; it stays
     blocked. The others are blocked only inside the block, so later imports work as usual:
-    Papermill's HDFS handler imports pyarrow (and numpy), ~0.7 s, for hdfs:// paths only;
+    Papermill's HDFS handler imports pyarrow (and numpy) for hdfs:// paths only;
     jsonschema's other string-format checkers (arrow and friends) serve format validation, which
     nbformat does not ask for.
     """

@@ -34,7 +34,7 @@ def installed_packages(only: Iterable[str] | None = None) -> dict[str, str]:
 
     Reads the names of the ``*.dist-info`` / ``*.egg-info`` folders on ``sys.path`` (one directory
     listing per path entry; the first one found wins, as for imports) instead of opening every
-    distribution's metadata (~0.1 s); what that misses (eggs, zipped or unusual layouts) is asked
+    distribution's metadata (many small reads); what that misses (eggs, zipped or unusual layouts) is asked
     from ``importlib.metadata``.
     """
     wanted = {canonical_name(n) for n in only} if only is not None else None

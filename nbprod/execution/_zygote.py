@@ -2,7 +2,7 @@
 modules the pipeline's stages import), then forks one fresh kernel per stage on request.
 
 Run by ``nbprod run`` with the kernel's own interpreter, as a script (so it needs only the standard
-library and ipykernel, not nbprod). See ``nbprod/kernelpool.py`` for the whole design; in short:
+library and ipykernel, not nbprod). See ``nbprod/execution/kernelpool.py`` for the whole design; in short:
 
 * argv: ``_zygote.py LISTEN_FD RUN_PID STATUS_DIR``. ``LISTEN_FD`` is a listening Unix socket the run
   created (so stages can connect before this process is ready: they wait in its backlog);
@@ -205,7 +205,7 @@ class Zygote:
         """Fork the kernel for one request; returns its job in the child, None here."""
         # What the zygote imported lives as long as the kernels do: keep it out of their garbage
         # collections (the documented use of gc.freeze before fork). IPython collects at every
-        # reset and at exit; a scan of pandas, scikit-learn and friends cost each kernel ~0.1 s.
+        # reset and at exit; a scan of pandas, scikit-learn and friends cost each kernel time.
         gc.freeze()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -301,7 +301,7 @@ def become_kernel(child: dict) -> None:
     app.start()
     # The kernel was shut down. End as the interpreter would (non-daemon threads joined, atexit
     # handlers run: IPython's resets the user namespace, which closes and flushes the files it
-    # holds), minus the module teardown of everything the zygote imported (~0.3 s), as
+    # holds), minus the module teardown of everything the zygote imported (slow, and useless here), as
     # multiprocessing's forked children do.
     import atexit
 

@@ -7,7 +7,7 @@ imports private names (``dvc.stage.run._make_cmd``, ``_enforce_cmd_list``) and m
 unchanged stage, restore from the run cache, remove outputs, save deps; after the command: save
 with the run cache, commit, dump the lock entry). tests/test_dvcadapter.py pins each of these:
 it fails loudly, naming the step, when a DVC release changes one (pyproject pins ``dvc<4``).
-Modules import DVC lazily (inside functions): ``import dvc.repo`` costs ~0.3 s.
+Modules import DVC lazily (inside functions): ``import dvc.repo`` is not free, and many callers never need it.
 """
 
 from __future__ import annotations

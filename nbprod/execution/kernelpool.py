@@ -1,7 +1,7 @@
 """The kernel pool: stages of an ``nbprod run`` get fresh kernels forked from a warm process.
 
-A stage's fixed cost used to be a kernel start (a new Python importing ipykernel, ~1 s of CPU) plus
-the stage's own imports (pandas, scikit-learn, matplotlib: 1-2 s more), paid again by every stage.
+A stage's fixed cost used to be a kernel start (a new Python importing ipykernel) plus
+the stage's own imports (pandas, scikit-learn, matplotlib: often more than the kernel), paid again by every stage.
 ``nbprod run`` now starts one *zygote* per folder the stages run in (``nbprod/execution/_zygote.py``, run with
 the kernel's interpreter): it imports ipykernel and the third-party modules the stages import, then
 forks one kernel per stage on request. A forked kernel is a new process with its own empty
@@ -90,7 +90,7 @@ def _denied(name: str) -> bool:
 def _installed_spec(kernel: str) -> dict | None:
     """The ``kernel.json`` jupyter_client would pick for ``kernel``: the first ``<name>/kernel.json``
     on jupyter_path("kernels") (its IPython-dir entry comes last). Read directly, because importing
-    jupyter_client to ask it costs ~0.3 s on the start of every run, a no-op run included."""
+    jupyter_client to ask it is a cost on the start of every run, a no-op run included."""
     try:
         from jupyter_core.paths import jupyter_path
 
@@ -256,7 +256,7 @@ class KernelPool:
             except subprocess.TimeoutExpired:
                 # Still importing (it reads its input only between two imports, and a pandas or
                 # scikit-learn import takes a second): every stage has ended, nothing it holds is
-                # needed, so it is not waited for. A no-op run waited ~0.5-1 s here.
+                # needed, so it is not waited for (a no-op run used to wait for it here).
                 zygote.process.kill()
                 zygote.process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)

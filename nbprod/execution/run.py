@@ -123,7 +123,7 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
     events.touch()
     log = folder.dvc_log
     os.environ[EVENTS_ENV] = str(events)
-    os.environ[RUN_PID_ENV] = str(os.getpid())  # stage processes end with this run (nbprod.lifeline)
+    os.environ[RUN_PID_ENV] = str(os.getpid())  # stage processes end with this run (execution/lifeline.py)
     # A pool's kernels run on this machine: stages on remote workers start their own.
     pool = _start_pool(project, run_dir) if executor == "local" or dvc_repro else None
     if pool is not None:
@@ -192,9 +192,9 @@ def _start_pool(project: Project, run_dir: Path):
 
 
 class _EnvironmentCapture:
-    """Lists the installed packages (~0.1 s) in a thread started when the first stage starts: the
+    """Lists the installed packages in a thread started when the first stage starts: the
     run process is idle then, and a run with nothing to do never pays for it (a thread from the
-    start competed with DVC's checks for the GIL: a no-op run of 100 stages took 15% longer)."""
+    start competed with DVC's checks for the GIL and slowed no-op runs)."""
 
     def __init__(self):
         self._thread: threading.Thread | None = None

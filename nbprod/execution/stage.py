@@ -217,7 +217,7 @@ def import_papermill():
 
 def _cached_validators() -> None:
     """nbformat validates the notebook at every Papermill save with fastjsonschema, which first turns
-    the schema into Python code and compiles it: ~0.3 s per process, twice (strict and relaxed
+    the schema into Python code and compiles it, in every process, twice (strict and relaxed
     schemas). The compiled code is the same every time, so it is kept, marshalled, in the user's
     cache folder and loaded into nbformat's validator cache. Same checks, same results."""
     import copy
@@ -265,7 +265,7 @@ def _cached_validators() -> None:
             continue
 
 
-# Kernels started ahead of their stage by prestart_kernel (in a nbprod.warmexec process), by
+# Kernels started ahead of their stage by prestart_kernel (in a nbprod.execution.prestart process), by
 # (kernel name, working directory); exec_stage takes the one it would otherwise start itself.
 _PRESTARTED: dict[tuple[str, str], object] = {}
 
@@ -321,8 +321,8 @@ def _run_papermill(executed: dict, out_path: Path, kernel: str, cwd: Path, stage
     class ProgressEngine(NBClientEngine):
         """Papermill's nbclient engine, reporting each cell to the run's events.
 
-        Papermill rewrites the whole executed notebook when each cell starts and ends (~5 ms each,
-        ~0.07 s for a stage of seven cells). Here those in-progress snapshots are written at most
+        Papermill rewrites the whole executed notebook when each cell starts and ends (a cost
+        per cell). Here those in-progress snapshots are written at most
         once a second; the notebook as it started is written at once, and Papermill always
         writes the final notebook, and the failed one before raising."""
 

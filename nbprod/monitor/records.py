@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from ..core.errors import NbprodError
+from ..core.proc import git_output
 from ..core.project import ENVIRONMENT_FILE, REPORTS_DIR, Project
 from ..core.stagerun import EventKind, StageState
 
@@ -337,12 +338,9 @@ def _metrics_files(root: Path) -> list[str]:
 
 
 def _git_state(root: Path) -> dict:
-    def git(*args: str) -> str | None:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
+    commit = git_output(root, "rev-parse", "HEAD")
+    dirty = git_output(root, "status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(dirty) if commit else None}
 
 
 def _environment_summary(root: Path) -> dict:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.proc import git
 from ..core.project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR
 
 # Bump when what a report shows changes, so reports rendered by an older nbprod are rendered again.
@@ -107,8 +107,7 @@ def index_digest(root: Path) -> str:
     if metrics.is_dir():
         for path in sorted(metrics.glob("*.json")):
             add(f"metrics {path.name}", path)
-    last = subprocess.run(["git", "log", "-1", "--format=%H", "--", METRICS_DIR], cwd=root,
-                          capture_output=True, check=False)
+    last = git(root, "log", "-1", "--format=%H", "--", METRICS_DIR, text=False)
     digest.update(b"history " + last.stdout)
     return digest.hexdigest()[:32]
 

@@ -83,7 +83,7 @@ def serve(root: Path, lines) -> None:
     from .freshness import index_stale, stale_stage_reports
     from .stage_report import exporter
 
-    with without_optional_imports():  # nbconvert imports nbformat: ~3 s less of jsonschema extras
+    with without_optional_imports():  # nbconvert imports nbformat: without jsonschema's costly extras
         _warm_up(exporter())  # nbconvert and its templates load now, while the first stage runs
     for line in lines:
         command, _, argument = line.strip().partition(" ")
@@ -101,8 +101,8 @@ def serve(root: Path, lines) -> None:
 
 
 def _warm_up(html_exporter) -> None:
-    """Render an empty notebook: the template compiles and nbformat's validator is built (~0.25 s
-    of the first report) before any stage ends."""
+    """Render an empty notebook: the template compiles and nbformat's validator is built (a
+    noticeable part of the first report) before any stage ends."""
     import nbformat
 
     html_exporter.from_notebook_node(nbformat.reads('{"cells": [], "metadata": {}, "nbformat": 4, '

@@ -157,7 +157,7 @@ def served_inputs(folder: Path, variant: str | None = "prod", last_rows: int | N
             kept.append(entry)
             rows += len(next(iter(entry["inputs"].values()), []))
         entries = kept[::-1]
-    # One DataFrame from joined column lists: a frame per entry cost ~0.5 ms each (27 s for 50,000).
+    # One DataFrame from joined column lists: a frame per entry made long windows slow (benchmarks/README.md).
     columns: dict[str, list] = {}
     total = 0
     for entry in entries:

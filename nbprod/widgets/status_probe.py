@@ -1,9 +1,9 @@
 """Stage status and last results for the panel, computed outside the user's kernel.
 
 Status runs as an ``nbprod status --json`` subprocess rather than calling ``pipeline_status`` in
-the kernel: in process it imports DVC and ~600 modules, and keeps ~40 MB in the kernel for its whole
-life (measured on the example project: 1.35 s, +41 MB RSS; the subprocess costs the kernel 1.67 s
-and +6 MB, mostly the subprocess module); it also opens DVC's repository, which an interrupted kernel
+the kernel: in process it imports DVC and hundreds of modules, and keeps their memory in the kernel for
+its whole life (the subprocess costs the kernel about as much time and a small fraction of the memory:
+benchmarks/README.md); it also opens DVC's repository, which an interrupted kernel
 could leave locked, and compiles the pipeline: none of that belongs in the user's process.
 Metrics and links come from files the runs wrote (``metrics/<stage>.json``, ``reports/``).
 """
