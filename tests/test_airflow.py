@@ -15,12 +15,14 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import BIN, nbprod, flow_project, lock_entries
+from helpers.commands import nbprod
+from helpers.paths import BIN
+from helpers.projects import flow_project, lock_entries
+from helpers.waiting import wait_for
 
 AIRFLOW_VERSION = "3.3.2"
 CACHE = Path(os.environ.get("NBPROD_TEST_CACHE", Path.home() / ".cache" / "nbprod-tests"))
@@ -90,9 +92,7 @@ def test_parallel_recording_waits_for_the_run_lock(tmp_path):
     root = _project(tmp_path / "p")
     first = subprocess.Popen([str(BIN / "nbprod"), "run", "--no-report", "a"], cwd=root,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "pid" not in _read(root / ".nbprod" / "run.lock"):
-        time.sleep(0.1)
+    wait_for(lambda: "pid" in _read(root / ".nbprod" / "run.lock"), 60, "the first run to take the lock", every=0.1)
     refused = nbprod("run", "--no-report", "b", cwd=root, check=False)
     assert refused.returncode == 2 and "another nbprod run is in progress" in refused.stderr
     waited = nbprod("run", "--no-report", "--lock-timeout", "120", "b", cwd=root, check=False)
@@ -144,8 +144,9 @@ def test_airflow_dags_test_runs_the_example_project_like_nbprod_run(tmp_path, te
     airflow = str(airflow_python.parent / "airflow")
     migrated = subprocess.run([airflow, "db", "migrate"], capture_output=True, text=True, env=env, timeout=600)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
+    # Under pytest's own 600 s (pyproject.toml), so that a hang ends here and shows Airflow's output.
     tested = subprocess.run([airflow, "dags", "test", "nbprod_by_airflow"], capture_output=True, text=True,
-                            env=env, timeout=900)
+                            env=env, timeout=540)
     assert tested.returncode == 0, (tested.stdout + tested.stderr)[-5000:]
     assert "DagRun Finished" in tested.stdout + tested.stderr
     nbprod("run", cwd=by_nbprod)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
-from helpers import nbprod, tree_digest
+from helpers.commands import nbprod
+from helpers.paths import DATA
+from helpers.projects import tree_digest
 
-CORPUS = Path(__file__).parent / "data" / "bad"
+CORPUS = DATA / "bad"
 CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "expected.txt").is_file())
 
 

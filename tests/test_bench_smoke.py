@@ -6,11 +6,11 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from helpers.paths import REPO
+
 
 SCENARIOS = (
     "cold: nbprod run (default flags)",

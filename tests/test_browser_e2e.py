@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
+from helpers.paths import REPO, ARTIFACTS as ALL_ARTIFACTS
+from helpers.servers import free_port, stop_process, wait_until_answers
+from helpers.waiting import wait_for
 from nbprod.notebooks.tags import parse_cell_tags
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -22,14 +22,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = os.environ.get("NBPROD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "browser_e2e"
+ARTIFACTS = ALL_ARTIFACTS / "browser_e2e"
 STAGES = ["prepare", "train", "evaluate", "roc"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def installed_labextension_is_current() -> None:
@@ -37,7 +31,7 @@ def installed_labextension_is_current() -> None:
     import jupyterlab  # noqa: F401 - fails early when JupyterLab is not installed
     from jupyter_core.paths import jupyter_path
 
-    source = Path(__file__).resolve().parent.parent / "extension"
+    source = REPO / "extension"
     built = [Path(p) / "labextensions" / "nbprod" / "package.json" for p in jupyter_path()]
     built = [p for p in built if p.is_file()]
     if not built:
@@ -72,24 +66,19 @@ def lab(tmp_path):
          f"--IdentityProvider.token={token}"],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        assert process.poll() is None, (tmp_path / "lab.log").read_text()
-        try:
-            if requests.get(f"{base}/api/status", headers={"Authorization": f"token {token}"}, timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    else:
-        pytest.fail("JupyterLab did not answer in 90 s")
-    yield {"base": base, "token": token, "project": project, "log": tmp_path / "lab.log"}
-    process.terminate()
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+        wait_until_answers(process, f"{base}/api/status", tmp_path / "lab.log",
+                           headers={"Authorization": f"token {token}"})
+        yield {"base": base, "token": token, "project": project, "log": tmp_path / "lab.log"}
+    finally:
+        stop_process(process, grace=20)
+        log.close()
+
+
+def _saved_tags(notebook_file: Path, wanted: str) -> list | None:
+    """The tags of the notebook's tenth cell on disk, once they hold ``wanted``."""
+    tags = json.loads(notebook_file.read_text())["cells"][9]["metadata"].get("tags", [])
+    return tags if wanted in tags else None
 
 
 def stage_states(page) -> dict[str, str]:
@@ -136,14 +125,8 @@ def test_tag_a_new_stage_and_run_the_pipeline_from_the_panel(lab):
             page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
             page.keyboard.press("Control+s")
             notebook_file = lab["project"] / "notebooks" / "model.ipynb"
-            deadline = time.time() + 20
-            tags: list = []
-            while time.time() < deadline:
-                cells = json.loads(notebook_file.read_text())["cells"]
-                tags = cells[9]["metadata"].get("tags", [])
-                if "stage:roc" in tags:
-                    break
-                time.sleep(0.3)
+            tags = wait_for(lambda: _saved_tags(notebook_file, "stage:roc"), 20, "the new tag saved in model.ipynb",
+                            every=0.3)
             assert sorted(tags) == ["plots:figures/roc.png", "stage:roc"]
             assert parse_cell_tags(tags).stage == "roc"
 

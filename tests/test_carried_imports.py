@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import code_notebook, nbprod, run
+from helpers.commands import nbprod, run
+from helpers.notebooks import code_notebook
 from nbprod.notebooks.compile import compile_project, generate
 from nbprod.core.errors import NbprodError
 from nbprod.notebooks.notebook import cell_source

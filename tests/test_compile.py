@@ -7,7 +7,9 @@ import json
 import pytest
 import yaml
 
-from helpers import find_cell, load_nb, nbprod, save_nb, tree_digest
+from helpers.commands import nbprod
+from helpers.notebooks import find_cell, load_nb, save_nb
+from helpers.projects import tree_digest
 
 GENERATED = ["dvc.yaml", "params.yaml", ".nbprod/compiled.json", ".nbprod/stages/prepare.ipynb",
              ".nbprod/stages/train.ipynb", ".nbprod/stages/evaluate.ipynb"]

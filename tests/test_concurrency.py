@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, fault_outputs, nbprod, tree_digest, wait_for
+from helpers.commands import nbprod
+from helpers.paths import BIN
+from helpers.projects import fault_outputs, tree_digest
+from helpers.waiting import wait_for
 
 pytestmark = pytest.mark.slow  # every test here holds a real run while another one starts
 
@@ -63,7 +66,7 @@ def test_second_cli_run_refuses_while_the_first_holds_the_lock(fault_copy, fault
 
 @pytest.mark.slow
 def test_a_run_from_jupyterlab_and_one_from_the_cli_do_not_corrupt_each_other(fault_base, fault_reference, tmp_path):
-    from helpers import JupyterServer, wait_for_run
+    from helpers.servers import JupyterServer, wait_for_run
 
     import shutil
 

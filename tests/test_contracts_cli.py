@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import find_cell, load_nb, nbprod, save_nb, tree_digest
+from helpers.commands import nbprod
+from helpers.notebooks import find_cell, load_nb, save_nb
+from helpers.projects import tree_digest
 
 
 def breast_cancer() -> pd.DataFrame:

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from helpers import nbprod, run
+from helpers.commands import nbprod, run
 
 SCHEMA = "schemas/breast_cancer.yaml"
 MODEL = ".nbprod/data/notebooks__model/train/model"

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from helpers import load_nb, nbprod, save_nb
+from helpers.commands import nbprod
+from helpers.notebooks import load_nb, save_nb
 
 CORRUPTIONS = {
     "out of range": ('frame.loc[frame.index[:3], "mean_radius"] = 500.0',

@@ -12,14 +12,17 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import BIN, load_nb, nbprod, run, flow_project
+from helpers.commands import nbprod, run
+from helpers.notebooks import load_nb
+from helpers.paths import BIN
+from helpers.projects import flow_project
+from helpers.servers import free_port
+from helpers.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +32,6 @@ CELLS = [
     (["stage:b"], "import time\ntime.sleep(1.5)\nright = 22"),
     (["stage:total"], "import nbprod\ntotal = left + right\nnbprod.record('total', total)"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for_workers(address: str, count: int, timeout: float = 60) -> None:
@@ -48,7 +45,7 @@ class Cluster:
     """A real scheduler and workers as separate process groups on loopback."""
 
     def __init__(self, tmp: Path, workers: int = 2):
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.tmp = tmp
         self.processes: list[subprocess.Popen] = []
@@ -131,7 +128,7 @@ def test_dask_run_records_what_a_serial_dvc_repro_records(cluster, tmp_path):
 def test_unreachable_scheduler_is_one_line_exit_2(tmp_path):
     root = _project(tmp_path / "p")
     before = (root / "dvc.yaml").read_text()
-    done = nbprod("run", "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{_free_port()}", cwd=root,
+    done = nbprod("run", "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{free_port()}", cwd=root,
                   check=False)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
@@ -165,14 +162,7 @@ def test_worker_killed_mid_stage_is_retried_elsewhere_and_recorded(cluster, tmp_
     run_process = subprocess.Popen([str(BIN / "nbprod"), "run", "--no-report", "--executor", "dask",
                                     "--scheduler", cluster.address], cwd=root, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
-    log = None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and log is None:  # the stage has started on some worker
-        found = list((root / ".nbprod" / "runs").glob("*/stages/slow.log"))
-        if found and "running on Dask worker" in found[0].read_text():
-            log = found[0]
-        time.sleep(0.2)
-    assert log is not None
+    log = wait_for(lambda: _stage_log_on_a_worker(root, "slow"), 60, "the stage to start on a worker")
     address = re.search(r"running on Dask worker (\S+)", log.read_text()).group(1)
     from distributed import Client
 
@@ -197,23 +187,28 @@ def test_cancel_ends_the_remote_stage(cluster, tmp_path):
         handle.write(f'executor = "dask"\n\n[tool.nbprod.dask]\nscheduler = "{cluster.address}"\n')
     run_process = subprocess.Popen([str(BIN / "nbprod"), "run", "--no-report"], cwd=root, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 60
-    started = False
-    while time.monotonic() < deadline and not started:
-        events = list((root / ".nbprod" / "runs").glob("*/events.jsonl"))
-        started = bool(events) and '"cell"' in events[0].read_text()
-        time.sleep(0.2)
-    assert started
+    wait_for(lambda: _a_cell_started(root), 60, "the stage's first cell to start")
     assert "running on Dask worker" in next((root / ".nbprod" / "runs").glob("*/stages/sleepy.log")).read_text()
     os.killpg(run_process.pid, signal.SIGINT)  # what the panel's cancel and a terminal's Ctrl-C send
     run_process.communicate(timeout=60)
     assert run_process.returncode != 0
     # No stage process or kernel of this project is left on the workers.
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and _processes_in(root):
-        time.sleep(0.2)
+    try:
+        wait_for(lambda: not _processes_in(root), 20, "the stage's processes on the workers to end")
+    except AssertionError:
+        pass  # the assert below names them
     assert not _processes_in(root), [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _processes_in(root)]
     assert not (root / "dvc.lock").exists()
+
+
+def _stage_log_on_a_worker(root: Path, stage: str) -> Path | None:
+    found = list((root / ".nbprod" / "runs").glob(f"*/stages/{stage}.log"))
+    return found[0] if found and "running on Dask worker" in found[0].read_text() else None
+
+
+def _a_cell_started(root: Path) -> bool:
+    events = list((root / ".nbprod" / "runs").glob("*/events.jsonl"))
+    return bool(events) and '"cell"' in events[0].read_text()
 
 
 def _processes_in(root: Path) -> list[int]:

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from helpers import BIN, nbprod, run, save_nb
+from helpers.commands import nbprod, run
+from helpers.notebooks import save_nb
+from helpers.paths import BIN
 from nbprod.notebooks.compile import generate
 from nbprod.notebooks.notebook import cell_source
 from nbprod.notebooks.pipeline import load_pipeline

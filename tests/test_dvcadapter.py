@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN
+from helpers.paths import BIN, REPO
 
 from nbprod.execution import dvcadapter
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 
 def _source(obj) -> str:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers.paths import REPO
 from nbprod.notebooks.pipeline import slug
 from nbprod.notebooks.tags import SCHEMA_PATH, TagError, parse_cell_tags
 
-EXTENSION = Path(__file__).resolve().parent.parent / "extension"
+EXTENSION = REPO / "extension"
 
 NAMES = ["train", "a", "x1", "load-data", "load_data", "a" * 64, "a" * 65, "Train", "1st", "-x", "", "tr ain",
          "é", "tRAIN"]

@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from helpers import code_notebook, nbprod, run
+from helpers.commands import nbprod, run
+from helpers.notebooks import code_notebook
 
 pytestmark = pytest.mark.slow
 

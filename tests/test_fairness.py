@@ -200,7 +200,7 @@ def test_import_nbprod_does_not_import_fairlearn():
 
 
 def test_unknown_template_is_one_line(tmp_path):
-    from helpers import nbprod
+    from helpers.commands import nbprod
 
     done = nbprod("init", "--template", "nope", "x", cwd=tmp_path, check=False)
     assert done.returncode == 2 and done.stderr.strip() == (

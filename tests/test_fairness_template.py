@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from helpers import load_nb, nbprod, run, save_nb
+from helpers.commands import nbprod, run
+from helpers.notebooks import load_nb, save_nb
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,10 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from helpers import BIN, fault_outputs, nbprod, wait_for
+from helpers.commands import nbprod
+from helpers.paths import BIN
+from helpers.projects import fault_outputs
+from helpers.waiting import wait_for
 
 pytestmark = pytest.mark.slow  # every test here runs, breaks and reruns the pipeline
 

@@ -9,10 +9,11 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from helpers.paths import REPO
 from nbprod.notebooks.compile import compile_project
 from nbprod.core.project import STAGES_DIR, load_project
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 GENERATED = ["dvc.yaml", "params.yaml", ".nbprod/compiled.json"]
 
 

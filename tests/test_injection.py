@@ -19,7 +19,9 @@ from nbprod.notebooks.compile import compile_project
 from nbprod.core.errors import NbprodError
 from nbprod.core.project import load_project
 
-from helpers import load_nb, nbprod, save_nb, tree_digest
+from helpers.commands import nbprod
+from helpers.notebooks import load_nb, save_nb
+from helpers.projects import tree_digest
 
 
 def _yaml(path: Path):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import nbprod, flow_project
+from helpers.commands import nbprod
+from helpers.projects import flow_project
 
 pytestmark = pytest.mark.slow
 

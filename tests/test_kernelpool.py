@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from helpers import code_notebook, load_nb, nbprod, run
+from helpers.commands import nbprod, run
+from helpers.notebooks import code_notebook, load_nb
 
 pytestmark = pytest.mark.slow  # every test here runs pipelines with forked and launched kernels
 

@@ -12,7 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "nbprod"
+from helpers.paths import REPO
+
+PACKAGE = REPO / "nbprod"
 
 # One folder a layer (docs/architecture.md). The foundation imports nothing of nbprod above it; the reading
 # core and the execution core stand on it; the capabilities and the shells stand on those.

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, nbprod, run, tree_digest
+from helpers.commands import nbprod, run
+from helpers.paths import BIN
+from helpers.projects import tree_digest
 
 pytestmark = pytest.mark.slow  # the tests retrain, approve and roll back real runs of the example pipeline
 

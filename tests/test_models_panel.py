@@ -10,13 +10,15 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from helpers import BIN, JupyterServer, nbprod, run
+from helpers.commands import nbprod, run
+from helpers.paths import BIN
+from helpers.servers import JupyterServer
+from helpers.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -52,16 +54,18 @@ def tags(root: Path) -> list[str]:
 
 def follow(server: JupyterServer, run_id: str, timeout: float = 300, until=None) -> list[dict]:
     """Events of a run until it ends (or ``until(events)`` holds), polled as the panel does."""
-    events, offset = [], 0
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    events: list[dict] = []
+    offset, state = 0, {}
+
+    def done() -> bool:
+        nonlocal offset, state
         state = server.api("GET", f"runs/{run_id}/events", params={"path": "proj", "offset": offset}).json()
         offset = state["offset"]
-        events += state["events"]
-        if not state["running"] or (until and until(events)):
-            return events + ([{"event": "_state", **state}] if not state["running"] else [])
-        time.sleep(0.4)
-    raise AssertionError(f"run {run_id} still going after {timeout} s")
+        events.extend(state["events"])
+        return not state["running"] or bool(until and until(events))
+
+    wait_for(done, timeout, f"run {run_id} to end", every=0.4)
+    return events + ([{"event": "_state", **state}] if not state["running"] else [])
 
 
 def retrain(server: JupyterServer, **body) -> tuple[str, list[dict]]:

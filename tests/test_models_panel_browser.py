@@ -14,16 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers import JupyterServer, nbprod, run
+from helpers.commands import nbprod, run
+from helpers.paths import REPO, ARTIFACTS as ALL_ARTIFACTS
+from helpers.servers import JupyterServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = os.environ.get("NBPROD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "models_panel"
+ARTIFACTS = ALL_ARTIFACTS / "models_panel"
 # NBPROD_DOC_IMAGES=1 refreshes the docs' screenshots; otherwise they go with the other artifacts.
-DOC_IMAGE = (Path(__file__).resolve().parent.parent / "docs" / "img" if os.environ.get("NBPROD_DOC_IMAGES")
+DOC_IMAGE = (REPO / "docs" / "img" if os.environ.get("NBPROD_DOC_IMAGES")
              else ARTIFACTS) / "models-panel.png"
 GATES = '\n[tool.nbprod.gates]\nroc_auc = ">= 0.9"\naccuracy = ">= champion - 0.01"\n'
 MODEL = ".nbprod/data/notebooks__model/train/model/value.joblib"
@@ -43,7 +45,7 @@ def installed_labextension_is_current() -> None:
     """The browser loads the labextension pip installed; a build older than the sources tests old code."""
     from jupyter_core.paths import jupyter_path
 
-    source = Path(__file__).resolve().parent.parent / "extension"
+    source = REPO / "extension"
     built = [p for p in (Path(d) / "labextensions" / "nbprod" / "package.json" for d in jupyter_path()) if p.is_file()]
     if not built:
         pytest.fail("the nbprod labextension is not installed: run pip install -e .")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import nbprod, run, tree_digest
+from helpers.commands import nbprod, run
+from helpers.projects import tree_digest
 from nbprod.core.errors import NbprodError
 from nbprod.monitor.records import create_record, is_read_only, list_records, verify_record
 from nbprod.core.project import load_project

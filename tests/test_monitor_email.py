@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port, nbprod, run
-from mailbox import Mailbox
+from helpers.commands import nbprod, run
+from helpers.mail import Mailbox
+from helpers.servers import free_port
 from nbprod.monitor.records import list_records, verify_record
 from nbprod.core.project import load_project
 

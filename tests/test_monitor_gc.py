@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import nbprod, run, tree_digest
+from helpers.commands import nbprod, run
+from helpers.projects import tree_digest
 from nbprod.core.dvccache import cache_dir, current_md5, object_path, parse_lock
 from nbprod.monitor.records import list_records, verify_record
 from nbprod.core.project import load_project

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, run
-from mailbox import Mailbox
+from helpers.commands import run
+from helpers.mail import Mailbox
+from helpers.paths import REPO, ARTIFACTS as ALL_ARTIFACTS
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,7 @@ from = "nbprod@example.com"
 to = ["business@example.com"]
 on = "alert"
 """
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "monitor"
+ARTIFACTS = ALL_ARTIFACTS / "monitor"
 
 
 def day_metrics(root: Path, day: int, model, train, test) -> tuple[dict, dict]:

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import nbprod, run
+from helpers.commands import nbprod, run
 from nbprod.monitor.records import SERVED_FILE, is_read_only, list_records, verify_record
 from nbprod.core.project import load_project
-from servehelpers import Serve
+from helpers.servers import Serve
 
 pytestmark = pytest.mark.slow
 

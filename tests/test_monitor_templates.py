@@ -9,7 +9,7 @@ import tomllib
 
 import yaml
 
-from helpers import REPO
+from helpers.paths import REPO
 from nbprod.cli import build_parser
 
 TEMPLATES = REPO / "templates" / "retrain"

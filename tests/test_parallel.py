@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import code_notebook, load_nb, nbprod, run, tree_digest
+from helpers.commands import nbprod, run
+from helpers.notebooks import code_notebook, load_nb
+from helpers.paths import REPO
+from helpers.projects import tree_digest
 
 pytestmark = pytest.mark.slow  # every test here runs pipelines with DVC and real kernels
 
-BIN_DVC = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "dvc"
+BIN_DVC = REPO / ".venv" / "bin" / "dvc"
 
 # A diamond (b and c can run together), then a hand-written DVC stage that reads d's metrics.
 DIAMOND = [

@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 
+from helpers.waiting import wait_for
 from nbprod.core import proc, provenance
 
 BIN = Path(sys.executable).parent
@@ -39,18 +39,17 @@ def test_stop_group_stops_children_and_kills_what_ignores_sigint(tmp_path):
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                                start_new_session=True)
     child = int(process.stdout.readline())
-    started = time.monotonic()
     code = proc.stop_group(process, grace=0.5)
-    assert code == -signal.SIGKILL and time.monotonic() - started < 10
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("the child outlived its process group")
+    assert code == -signal.SIGKILL
+    wait_for(lambda: not _alive(child), 10, "the child to end with its process group", every=0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_one_name_normalisation():

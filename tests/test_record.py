@@ -12,10 +12,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from helpers.paths import REPO
 from nbprod.record import data_output, encode, record
 from nbprod.executed.scraps import DisplayScrap, numeric_metrics, read_scraps
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 CELLS = [
     # Measured first, before anything else in the kernel imports the heavy modules.

@@ -12,8 +12,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = Path(__file__).parent / "artifacts"
+from helpers.paths import ARTIFACTS, REPO
+
+ROOT = REPO
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]

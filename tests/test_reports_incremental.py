@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, load_nb, nbprod, save_nb
+from helpers.commands import nbprod
+from helpers.notebooks import load_nb, save_nb
+from helpers.paths import BIN
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import load_nb, nbprod, run, save_nb, tree_digest, lock_entries
+from helpers.commands import nbprod, run
+from helpers.notebooks import load_nb, save_nb
+from helpers.projects import lock_entries, tree_digest
 from nbprod.notebooks.rlang import r_literal, r_literal_assignments, r_names
 
 R_KERNELSPEC = {"display_name": "R", "language": "R", "name": "ir"}

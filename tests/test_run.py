@@ -8,7 +8,9 @@ import yaml
 
 import pytest
 
-from helpers import BIN, find_cell, load_nb, nbprod, run, save_nb
+from helpers.commands import nbprod, run
+from helpers.notebooks import find_cell, load_nb, save_nb
+from helpers.paths import BIN
 
 pytestmark = pytest.mark.slow  # every test here runs the example pipeline (about 10 s each)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import nbprod
+from helpers.commands import nbprod
 
 from nbprod.execution.runfolder import RunFolder, is_run_id, new_run_id, recent_runs
 from nbprod.core.project import RUNS_DIR

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from helpers.paths import REPO
 from nbprod.execution.events import read_events
 from nbprod.core.stagerun import (
     STATES_TS,
@@ -18,7 +18,7 @@ from nbprod.core.stagerun import (
     states_typescript,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 
 def test_extension_states_file_is_generated_from_the_enums():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN
+from helpers.paths import BIN
 
 from nbprod.execution.executors import LocalExecutor
 from nbprod.execution.scheduler import reproduce

@@ -9,14 +9,15 @@ import hashlib
 import json
 import math
 import shutil
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from helpers import nbprod, run
-from servehelpers import Serve, approve_two_versions, holdout_records, metric
+from helpers.commands import nbprod, run
+from helpers.projects import approve_two_versions, holdout_records
+from helpers.servers import metric, Serve
+from helpers.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -234,13 +235,12 @@ def test_prediction_log_lines(server, served):
                         timeout=10)
     assert answer.headers["x-request-id"] == "req-42"
     folder = served / ".nbprod/serve/predictions"
-    deadline = time.monotonic() + 10
-    entry = None
-    while entry is None and time.monotonic() < deadline:
+
+    def logged() -> dict | None:
         lines = [json.loads(l) for p in folder.glob("predictions-*.jsonl") for l in p.read_text().splitlines()]
-        entry = next((e for e in lines if e["request_id"] == "req-42"), None)
-        time.sleep(0.1)
-    assert entry is not None
+        return next((e for e in lines if e["request_id"] == "req-42"), None)
+
+    entry = wait_for(logged, 10, "the request in the prediction log", every=0.1)
     assert entry["version"] == "v1.1.0" and entry["variant"] == "prod" and entry["rows"] == 3
     assert entry["predictions"] == answer.json()["predictions"] and entry["latency_ms"] > 0
     assert entry["inputs"]["mean_radius"] == [r["mean_radius"] for r in rows]
@@ -279,20 +279,22 @@ def test_binds_loopback_by_default(served):
 
 # --- hot swap --------------------------------------------------------------------------------------
 
-def wait_version(base: str, version: str, timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if httpx.get(f"{base}/readyz", timeout=10).headers["x-model-version"] == version:
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise AssertionError(f"still not serving {version} after {timeout} s")
+def wait_version(base: str, version: str, timeout: float) -> None:
+    wait_for(lambda: httpx.get(f"{base}/readyz", timeout=10).headers["x-model-version"] == version, timeout,
+             f"the server to answer with {version}", every=0.1)
+
+
+def _metrics_once(base: str, name: str, **labels: str) -> str | None:
+    """The /metrics text once its ``name`` sample (with ``labels``) is counted."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return text if metric(text, name, **labels) else None
 
 
 def test_rollback_swaps_and_an_unloadable_version_is_not_swapped_in(served_copy):
     root = served_copy
     with Serve(root, "--poll-interval", "0.5") as s:
         nbprod("rollback", "v1.0.0", "--by", "erin", cwd=root)
-        assert wait_version(s.base, "v1.0.0", 5) <= 5
+        wait_version(s.base, "v1.0.0", 5)
         # A third version whose model is missing from the cache: approving it moves the tag, but the
         # server keeps answering with v1.0.0 and counts the failed swap.
         nbprod("retrain", "--set", "model.C=0.3", cwd=root)
@@ -301,11 +303,8 @@ def test_rollback_swaps_and_an_unloadable_version_is_not_swapped_in(served_copy)
         listing.unlink()
         approved = nbprod("approve", "c3", "--by", "frank", cwd=root).stdout
         new = approved.split("model@")[1].split()[0]
-        deadline = time.monotonic() + 10
-        text = ""
-        while time.monotonic() < deadline and not metric(text, "nbprod_serve_swaps_total", result="failed"):
-            text = httpx.get(f"{s.base}/metrics", timeout=10).text
-            time.sleep(0.2)
+        text = wait_for(lambda: _metrics_once(s.base, "nbprod_serve_swaps_total", result="failed"), 10,
+                        "the failed swap to be counted")
         assert metric(text, "nbprod_serve_swaps_total", result="failed") == 1
         assert metric(text, "nbprod_serve_swaps_total", result="ok") == 1
         answer = httpx.post(f"{s.base}/predict", json={"records": holdout_records(root, 1)}, timeout=10)

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from helpers import nbprod
-from servehelpers import Serve, approve_two_versions, holdout_records, metric
+from helpers.commands import nbprod
+from helpers.projects import approve_two_versions, holdout_records
+from helpers.servers import metric, Serve
+from helpers.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,14 +36,18 @@ def configured(root: Path, tmp_path: Path, table: str) -> Path:
 
 
 def log_entries(root: Path, count: int, timeout: float = 15) -> list[dict]:
-    deadline = time.monotonic() + timeout
+    """The prediction log's entries once it holds ``count`` of them (or what it holds after ``timeout``)."""
     entries: list[dict] = []
-    while time.monotonic() < deadline:
-        entries = [json.loads(line) for p in (root / ".nbprod/serve/predictions").glob("predictions-*.jsonl")
-                   for line in p.read_text().splitlines()]
-        if len(entries) >= count:
-            break
-        time.sleep(0.2)
+
+    def enough() -> bool:
+        entries[:] = [json.loads(line) for p in (root / ".nbprod/serve/predictions").glob("predictions-*.jsonl")
+                      for line in p.read_text().splitlines()]
+        return len(entries) >= count
+
+    try:
+        wait_for(enough, timeout, f"{count} prediction log entries")
+    except AssertionError:
+        pass  # the caller's assert on the entries says what is missing
     return entries
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import nbprod
-from servehelpers import Serve, approve_two_versions, holdout_records, metric
+from helpers.commands import nbprod
+from helpers.projects import approve_two_versions, holdout_records
+from helpers.servers import metric, Serve
 
 pytestmark = pytest.mark.slow
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
-from helpers import JupyterServer, wait_for_run
+from helpers.servers import JupyterServer, wait_for_run
+from helpers.waiting import wait_for
 
 from nbprod.notebooks.tags import SCHEMA
 
@@ -169,14 +169,16 @@ def test_cancel_stops_a_run_even_from_another_server(server, tmp_path):
         started = server.api("POST", "runs", json={"path": "proj", "stages": [], "from": "prepare"})
         assert started.status_code == 202, started.text
         run_id = started.json()["id"]
-        deadline = time.time() + 60
         offset, seen = 0, []
-        while time.time() < deadline and not any(e["event"] == "stage_start" for e in seen):
+
+        def started_or_ended() -> bool:
+            nonlocal offset
             state = other.api("GET", f"runs/{run_id}/events", params={"path": "proj", "offset": offset}).json()
-            offset, seen = state["offset"], seen + state["events"]
-            if not state["running"]:
-                break
-            time.sleep(0.2)
+            offset = state["offset"]
+            seen.extend(state["events"])
+            return any(e["event"] == "stage_start" for e in seen) or not state["running"]
+
+        wait_for(started_or_ended, 60, "the second server to see a stage start")
         assert any(e["event"] == "stage_start" for e in seen), seen
         assert other.api("GET", "status", params={"path": "proj"}).json()["running"] == run_id
         assert other.api("POST", "runs", json={"path": "proj", "stages": []}).status_code == 409
@@ -184,10 +186,8 @@ def test_cancel_stops_a_run_even_from_another_server(server, tmp_path):
         assert cancelled.status_code == 200 and cancelled.json()["cancelled"] is True
         seen += wait_for_run(server, run_id, timeout=60)
         assert not any(e["event"] == "run_end" and e["ok"] for e in seen)
-        deadline = time.time() + 30
-        while other.api("GET", f"runs/{run_id}/events", params={"path": "proj"}).json()["running"]:
-            assert time.time() < deadline, "the second server still sees the cancelled run going"
-            time.sleep(0.3)
+        wait_for(lambda: not other.api("GET", f"runs/{run_id}/events", params={"path": "proj"}).json()["running"],
+                 30, "the second server to see the cancelled run end", every=0.3)
         assert server.api("POST", f"runs/{run_id}/cancel", json={"path": "proj"}).json()["cancelled"] is False
     finally:
         other.stop()

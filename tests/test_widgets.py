@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import code_notebook, nbprod, save_nb, tree_digest
+from helpers.commands import nbprod
+from helpers.notebooks import code_notebook, save_nb
+from helpers.projects import tree_digest
 
 from nbprod.core.errors import NbprodError
 from nbprod.core.project import load_project

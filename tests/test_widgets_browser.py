@@ -7,30 +7,26 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import code_notebook, save_nb
+
+from helpers.notebooks import code_notebook, save_nb
+from helpers.paths import ARTIFACTS as ALL_ARTIFACTS
+from helpers.servers import free_port, stop_process, wait_until_answers
+from helpers.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = os.environ.get("NBPROD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "widgets_browser"
+ARTIFACTS = ALL_ARTIFACTS / "widgets_browser"
 # At the project root, outside [tool.nbprod] notebooks: this notebook is no stage of the pipeline.
 CELLS = [([], "import nbprod\nnbprod.panel()"), ([], "nbprod.params_form('notebooks/model.ipynb')")]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(params=["notebook7", "lab-without-extension"])
@@ -69,38 +65,21 @@ def front_end(request, tmp_path):
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if requests.get(f"{base}/api/status", headers={"Authorization": f"token {token}"}, timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail(f"{app} did not answer in 90 s")
+        wait_until_answers(process, f"{base}/api/status", log_path, headers={"Authorization": f"token {token}"})
         yield {"name": request.param, "url": f"{base}{path}?token={token}", "base": base, "token": token,
                "project": project, "log": log_path}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace=20)
         log.close()
 
 
 def kernel_idle(front_end, timeout: float = 90) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    def idle() -> bool:
         kernels = requests.get(f"{front_end['base']}/api/kernels", timeout=5,
                                headers={"Authorization": f"token {front_end['token']}"}).json()
-        if kernels and all(k["execution_state"] == "idle" for k in kernels):
-            return
-        time.sleep(0.5)
-    pytest.fail(f"the notebook's kernel was not idle after {timeout} s")
+        return bool(kernels) and all(k["execution_state"] == "idle" for k in kernels)
+
+    wait_for(idle, timeout, "the notebook's kernel to be idle", every=0.5)
 
 
 def states(page) -> dict[str, str]:

@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import BIN, code_notebook, nbprod, save_nb
+from helpers.commands import nbprod
+from helpers.notebooks import code_notebook, save_nb
+from helpers.paths import BIN
+from helpers.waiting import wait_for
 
 from nbprod.execution.lifeline import pid_alive
 
@@ -46,14 +49,12 @@ class Kernel:
         return json.loads(self.run(f"import json as _j; print(_j.dumps({expression}))").strip().splitlines()[-1])
 
     def wait_for(self, expression: str, timeout: float = 240, every: float = 1.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            value = self.value(expression)
-            if value:
-                return value
-            time.sleep(every)
-        raise AssertionError(f"{expression} stayed false for {timeout} s; panel says: "
-                             + self.run("print(p.message.value, p.progress_line.value, p.states())"))
+        """The value of ``expression`` in the kernel once it is true."""
+        try:
+            return wait_for(lambda: self.value(expression), timeout, expression, every=every)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; panel says: "
+                                 + self.run("print(p.message.value, p.progress_line.value, p.states())")) from None
 
     def restart(self) -> None:
         self.manager.restart_kernel(now=True)
@@ -190,10 +191,7 @@ def test_a_run_survives_a_kernel_restart_and_a_new_panel_follows_it(slow_project
     time.sleep(1)
     assert pid_alive(pid)
     kernel.run("p.button('Cancel').click()")
-    deadline = time.time() + 60
-    while pid_alive(pid) and time.time() < deadline:
-        time.sleep(0.5)
-    assert not pid_alive(pid)
+    wait_for(lambda: not pid_alive(pid), 60, "the cancelled run's process to end", every=0.5)
     kernel.wait_for("p.following is None and p.states().get('slow') != 'running'")
     assert not (root / ".nbprod" / "run.lock").read_text().strip()  # the lock was released
 

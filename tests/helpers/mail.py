@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from helpers import free_port
+from helpers.servers import free_port
 
 
 class _Handler:
