@@ -48,14 +48,16 @@ demo: install
 	@echo "Executed notebooks: $(CURDIR)/reports/<stage>.ipynb (versioned by DVC); HTML: reports/<stage>.html"
 	@echo "Metrics: .venv/bin/nbprod metrics (or .venv/bin/dvc metrics show)"
 
-# Lint first (seconds), then every test. `make test-quick` skips the tests marked slow (over ~10 s).
+# Lint first (seconds), then every test: tests/unit (in process), then tests/func (real processes and
+# servers). `make test-quick`: the unit tests, then the functional ones not marked slow (over ~10 s).
 test: install browser rkernel
 	$(PY) -m ruff check nbprod tests benchmarks
 	$(PY) -m pytest -q
 
 test-quick: install
 	$(PY) -m ruff check nbprod tests benchmarks
-	$(PY) -m pytest -q -m "not slow and not browser"
+	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q tests/func -m "not slow and not browser"
 
 bench: install
 	$(PY) -m benchmarks

@@ -7,9 +7,6 @@ the top of a module.
 from __future__ import annotations
 
 import ast
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from helpers.paths import REPO
@@ -23,7 +20,6 @@ CORE = ["nbprod.notebooks", "nbprod.executed", "nbprod.execution"]
 CAPABILITIES = ["nbprod.lifecycle", "nbprod.monitor", "nbprod.serve", "nbprod.contracts", "nbprod.fairness",
                 "nbprod.report", "nbprod.export", "nbprod.widgets"]
 SHELLS = ["nbprod.cli", "nbprod.commands", "nbprod.jupyter"]
-KERNEL_SIDE = ["nbprod.record", "nbprod.artifacts"]
 
 
 def _module_name(path: Path) -> str:
@@ -110,18 +106,6 @@ def test_few_top_level_modules_and_no_two_files_share_a_name():
 
 def test_reports_read_run_records_not_execution_internals():
     assert _violations(["nbprod.report"], ["nbprod.execution", "nbprod.cli", "nbprod.commands"]) == []
-
-
-def test_kernel_side_modules_and_import_nbprod_load_only_the_standard_library():
-    """Generated stage notebooks import nbprod.record and nbprod.artifacts in the user's kernel."""
-    code = ("import json, sys\nbefore = set(sys.modules)\nimport nbprod, nbprod.record, nbprod.artifacts\n"
-            "print(json.dumps(sorted(set(sys.modules) - before)))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = json.loads(done.stdout)
-    foreign = [m for m in loaded if m.split(".")[0] not in (*sys.stdlib_module_names, "nbprod")]
-    assert foreign == [], f"not standard library: {foreign}"
-    ours = {m for m in loaded if m.startswith("nbprod")}
-    assert ours <= {"nbprod", *KERNEL_SIDE}, ours
 
 
 def test_no_private_name_crosses_a_module():

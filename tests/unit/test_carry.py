@@ -1,6 +1,5 @@
-"""Imports carried between stages (issue 13): an import statement of an earlier stage that binds a name
-a later stage uses is repeated in a generated, marked prelude cell of the later stage, in source order;
-functions and classes across stages are still refused; the split pipeline still equals Run All."""
+"""Imports carried between stages (notebooks/carry.py), in process: the marked prelude, split stages that
+end with run-all's values, and what is still refused."""
 
 from __future__ import annotations
 
@@ -9,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers.commands import nbprod, run
 from helpers.notebooks import code_notebook
-from nbprod.notebooks.compile import compile_project, generate
 from nbprod.core.errors import NbprodError
+from nbprod.core.project import load_project
+from nbprod.notebooks.compile import compile_project, generate
 from nbprod.notebooks.notebook import cell_source
 from nbprod.notebooks.pipeline import load_pipeline
-from nbprod.core.project import load_project
+
 
 SPREAD = [
     (["stage:load"], "import math\nimport os.path, json as js\nfrom collections import (\n    Counter,\n"
@@ -118,26 +117,3 @@ def test_a_stage_that_imports_again_is_the_one_carried(tmp_path):
              (["stage:c"], "y = json.dumps(2)")]
     pipeline = load_pipeline(load_project(_scratch(tmp_path / "p", cells)))
     assert [(c.stage, c.source) for c in pipeline.stage("c").carried] == [("b", "import json as json")]
-
-
-@pytest.mark.slow
-def test_a_real_run_with_imports_spread_over_stages(tmp_path):
-    """Real kernels and DVC: the run succeeds, each value equals Run All's, the kernel of a later stage
-    imported the module itself."""
-    root = tmp_path / "proj"
-    root.mkdir()
-    (root / "pyproject.toml").write_text('[project]\nname = "ci"\nversion = "0"\n\n[tool.nbprod]\n'
-                                         'notebooks = ["notebooks"]\nkernel = "python3"\n', encoding="utf-8")
-    (root / "notebooks").mkdir()
-    cells = [*SPREAD, ([], "import nbprod\nnbprod.record('m', m)\nnbprod.record('y', y)")]
-    (root / "notebooks" / "flow.ipynb").write_text(json.dumps(code_notebook(cells)), encoding="utf-8")
-    run("git", "init", "-q", cwd=root)
-    run("dvc", "init", "-q", cwd=root)
-    done = nbprod("run", cwd=root)
-    assert "failed" not in done.stdout
-    reference: dict = {}
-    for _, source in SPREAD:
-        exec(source, reference)
-    assert json.loads((root / "metrics" / "late.json").read_text()) == {"m": reference["m"], "y": reference["y"]}
-    html = (root / "reports" / "late.html").read_text(encoding="utf-8")
-    assert "imports carried from earlier stages" in html

@@ -3,7 +3,8 @@
 Whatever the input (random tags, cell types, encodings, unicode names, huge cells, broken JSON),
 compile either succeeds deterministically or raises one ``NbprodError`` that names the file (and the
 cell, for a cell's fault) on one line, and then no file has changed. No DVC call is made: compile
-only reads notebooks and writes generated files, which keeps 2,000 examples well under two minutes.
+only reads notebooks and writes generated files. It starts no process, but 2,000 examples outlast the
+unit suite's whole budget, so it lives in tests/func.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -135,6 +137,7 @@ def _check_error(error: NbprodError, sources: dict[str, bytes]) -> None:
         assert error.cell is not None and error.cell >= 1, f"a cell's fault names no cell: {text}"
 
 
+@pytest.mark.slow  # 2,000 examples
 @settings(max_examples=2000, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
 @given(files=notebook_files(), check=st.booleans())

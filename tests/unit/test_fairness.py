@@ -1,10 +1,9 @@
 """nbprod.fairness on real fairlearn, in process: group metrics and intervals, names, the across-group
-numbers, bad input as one NbprodError line, the candidate-vs-champion comparison, and import cost."""
+numbers, bad input as one NbprodError line, the candidate-vs-champion comparison (import cost and
+`nbprod init --template`: tests/func)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -190,29 +189,3 @@ def test_comparison_flags_groups_worse_beyond_the_champions_interval():
     assert summary["worse_than_champion"] == ["recall B"] and summary["too_small"] == ["C"]
     assert fairness_line(summary) == "fairness: dp_ratio 0.550, worse than the champion for recall B"
     assert approval_record({"metrics": {"metrics/evaluate.json": {"accuracy": 0.9}}}) is None
-
-
-def test_import_nbprod_does_not_import_fairlearn():
-    code = ("import sys, nbprod; assert 'fairlearn' not in sys.modules; f = nbprod.fairness; "
-            "import nbprod.fairness.compare, nbprod.lifecycle.candidate_report; "
-            "assert callable(f) and 'fairlearn' not in sys.modules and 'numpy' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_unknown_template_is_one_line(tmp_path):
-    from helpers.commands import nbprod
-
-    done = nbprod("init", "--template", "nope", "x", cwd=tmp_path, check=False)
-    assert done.returncode == 2 and done.stderr.strip() == (
-        "nbprod: error: --template: no project template 'nope'. Fix: choose one of: example, fairness, mixed")
-    assert not (tmp_path / "x").exists()
-
-
-def test_default_init_still_makes_the_example_project(template_project):
-    from nbprod.commands.scaffold import template_names
-
-    assert template_names()[0] == "example"
-    assert sorted(p.name for p in (template_project / "notebooks").glob("*.ipynb")) == ["model.ipynb",
-                                                                                      "prepare.ipynb"]
-    assert not (template_project / "notebooks/applicants.py").exists()
-    assert "[tool.nbprod.gates]" not in (template_project / "pyproject.toml").read_text(encoding="utf-8")

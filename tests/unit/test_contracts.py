@@ -1,10 +1,8 @@
-"""Data contracts without a pipeline run: schema files, validation, drift statistics, report sections,
-import cost. Real pandera, scipy and pandas on real files."""
+"""Data contracts without a pipeline run: schema files, validation, drift statistics, report sections.
+Real pandera, scipy and pandas on real files (import cost: tests/func/test_import_cost.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -33,17 +31,6 @@ def schema_file(tmp_path):
     path = tmp_path / "schemas" / "people.yaml"
     save_schema(infer_schema(frame(), "people"), path, source="people.csv")
     return path
-
-
-def test_import_nbprod_and_record_stay_stdlib_only():
-    code = ("import sys, nbprod, nbprod.record; "
-            "heavy = [m for m in ('pandas', 'pandera', 'scipy', 'numpy', 'yaml') if m in sys.modules]; "
-            "print(heavy)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
-    code = "import nbprod; print(nbprod.validate.__module__, nbprod.drift.__module__)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["nbprod.contracts.validation", "nbprod.contracts.drift"]
 
 
 def test_inferred_schema_round_trips_and_reads_well(schema_file):

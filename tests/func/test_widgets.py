@@ -1,5 +1,5 @@
-"""nbprod.panel / nbprod.params_form without a kernel: import cost, the plain-text fallback, and the
-parameters form's checks and atomic save against compile's rules."""
+"""nbprod.panel / nbprod.params_form without a kernel, on a real project: the plain-text fallback, and the
+parameters form's checks and atomic save against compile's rules (import cost: test_import_cost.py)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,6 @@ from helpers.projects import tree_digest
 
 from nbprod.core.errors import NbprodError
 from nbprod.core.project import load_project
-
-
-def test_import_nbprod_does_not_import_ipywidgets():
-    code = ("import sys, nbprod; assert 'ipywidgets' not in sys.modules; "
-            "nbprod.panel; nbprod.params_form; assert 'ipywidgets' not in sys.modules, 'loaded on lookup'; "
-            "print('light')")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "light"
 
 
 def test_panel_without_a_kernel_prints_the_status_table(project):

@@ -1,4 +1,5 @@
-"""nbprod.core.proc (tools, PATH, git, stopping a process group) and nbprod.core.provenance (the package listing)."""
+"""nbprod.core.proc running real processes (git, stopping a process group) and nbprod.core.provenance's package
+listing against importlib.metadata and pip. Tool lookup and names: tests/unit/test_proc_provenance.py."""
 
 from __future__ import annotations
 
@@ -7,19 +8,9 @@ import signal
 import subprocess
 import sys
 from importlib import metadata
-from pathlib import Path
 
 from helpers.waiting import wait_for
 from nbprod.core import proc, provenance
-
-BIN = Path(sys.executable).parent
-
-
-def test_tools_come_from_this_environment_first():
-    assert proc.tool("dvc") == str(BIN / "dvc")
-    assert proc.tool("no-such-tool-here") == "no-such-tool-here"
-    env = proc.tool_env({"PATH": "/usr/bin", "KEEP": "1"})
-    assert env["PATH"] == f"{BIN}{os.pathsep}/usr/bin" and env["KEEP"] == "1"
 
 
 def test_git_wrapper(tmp_path):
@@ -50,12 +41,6 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def test_one_name_normalisation():
-    assert provenance.canonical_name("Scikit_Learn") == provenance.canonical_name("scikit-learn") == "scikit-learn"
-    assert provenance.canonical_name("zope.interface") == "zope-interface"
-    assert provenance.canonical_name("a__b..c") == "a-b-c"
 
 
 def test_listing_agrees_with_importlib_metadata():

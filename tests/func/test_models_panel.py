@@ -277,28 +277,3 @@ def test_unknown_candidates_and_versions_are_refused(story, servers):
     for bad in [["model.nope=1"], ["--force"], ["model.C=1\nx"], "model.C=1", [3]]:
         response = shared.api("POST", "models/retrain", json={"path": "proj", "set": bad})
         assert response.status_code == 400, (bad, response.text)
-
-
-def test_a_retrain_past_its_pipeline_run_still_counts_as_going_after_a_server_restart(tmp_path):
-    """A server that did not start the retrain follows it by pid and events: the candidate's pipeline
-    run ends (run_end) before the retrain scores and commits it, so only retrain_end ends it."""
-    import os
-
-    from nbprod.execution.events import EVENTS_ENV, emit
-    from nbprod.core.stagerun import EventKind
-    from nbprod.execution.launch import Run
-
-    run_id = "20260101T000000-abcdef"
-    folder = tmp_path / ".nbprod" / "runs" / run_id
-    folder.mkdir(parents=True)
-    (folder / "pid").write_text(str(os.getpid()))  # a live process stands for the retrain
-    os.environ[EVENTS_ENV] = str(folder / "events.jsonl")
-    try:
-        emit(EventKind.RETRAIN_STEP, message="candidate c1: running the pipeline")
-        emit(EventKind.RUN_START, run="x", stages=[])
-        emit(EventKind.RUN_END, run="x", ok=True, message=None)
-        assert Run(run_id, tmp_path, None).running is True
-        emit(EventKind.RETRAIN_END, candidate="c1", gates_passed=True)
-        assert Run(run_id, tmp_path, None).running is False
-    finally:
-        del os.environ[EVENTS_ENV]

@@ -1,0 +1,1 @@
+"""Functional tests: real git, DVC, kernels, servers and CLI processes, started and always stopped here."""
