@@ -21,6 +21,8 @@ export interface StageInfo {
   report: string;
   /** Import statements of earlier stages of the notebook that this stage uses, run first in it. */
   carried_imports?: CarriedImport[];
+  /** Functions and classes of earlier stages that this stage uses, defined first in it. */
+  carried_definitions?: CarriedDefinition[];
 }
 
 export interface CarriedImport {
@@ -30,9 +32,25 @@ export interface CarriedImport {
   line: number;
 }
 
+export interface CarriedDefinition {
+  name: string;
+  kind: 'function' | 'class';
+  source: string;
+  stage: string;
+  cell: number;
+  line: number;
+}
+
+/** A carried definition listed once, with the stages it is carried into. */
+export interface CarriedDefinitionUse extends CarriedDefinition {
+  notebook: string;
+  into: string[];
+}
+
 export interface PipelineInfo {
   root: string;
   stages: StageInfo[];
+  carried_definitions?: CarriedDefinitionUse[];
 }
 
 export interface StageStatus {

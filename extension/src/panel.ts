@@ -215,6 +215,19 @@ export class PipelinePanel extends Widget {
       list.appendChild(this._stageRow(stage, running));
     }
     node.appendChild(list);
+    const carried = this._pipeline.carried_definitions ?? [];
+    if (carried.length) {
+      // Each function or class compile carries between stages, once, with the stages it reaches.
+      const box = el('div', 'jp-nbprod-carried jp-nbprod-carried-definitions', 'Definitions carried between stages:');
+      for (const d of carried) {
+        const item = el('div', 'jp-nbprod-carried-definition');
+        item.title = d.source;
+        item.appendChild(el('code', '', `${d.kind === 'class' ? 'class' : 'def'} ${d.name}`));
+        item.appendChild(document.createTextNode(` (stage ${d.stage}, cell ${d.cell}) → ${d.into.join(', ')}`));
+        box.appendChild(item);
+      }
+      node.appendChild(box);
+    }
   }
 
   /** `nbprod run --keep-going`: after a failure, stages that do not depend on it still run. */
@@ -300,6 +313,12 @@ export class PipelinePanel extends Widget {
         box.appendChild(el('code', 'jp-nbprod-carried-import', c.source.replace(/\s+/g, ' ')));
         box.appendChild(document.createTextNode(i < carried.length - 1 ? ', ' : ` (from ${[...new Set(carried.map(x => x.stage))].join(', ')})`));
       });
+      row.appendChild(box);
+    }
+    const definitions = stage.carried_definitions ?? [];
+    if (definitions.length) {
+      const box = el('div', 'jp-nbprod-carried', `Definitions carried in: ${definitions.map(d => d.name).join(', ')}`);
+      box.title = definitions.map(d => `${d.name}  (stage ${d.stage}, cell ${d.cell}, line ${d.line})`).join('\n');
       row.appendChild(box);
     }
 

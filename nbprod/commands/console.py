@@ -1,4 +1,5 @@
-"""Terminal output of the CLI: live progress per stage and per cell, summary and status tables."""
+"""Terminal output of the CLI: live progress per stage and per cell, summary and status tables, the
+pipeline as text."""
 
 from __future__ import annotations
 
@@ -105,3 +106,27 @@ def print_status(statuses) -> None:
         colour = "green" if status.state == StatusState.UP_TO_DATE else "yellow"
         table.add_row(status.name, f"[{colour}]{status.state}[/]", "; ".join(status.details) or "-")
     Console(file=sys.stdout, width=max(100, Console().width)).print(table)
+
+
+def pipeline_text(data: dict) -> str:
+    """``nbprod pipeline --text``: each stage with what it reads and what compile carries into it, then
+    each carried function or class once, with the stages it reaches."""
+    lines = [f"nbprod pipeline: {len(data['stages'])} stages"]
+    for stage in data["stages"]:
+        lines.append(f"{stage['name']}: {stage['notebook']} cells {', '.join(map(str, stage['cells'])) or '-'}"
+                     + (f"; after {', '.join(stage['upstream'])}" if stage["upstream"] else ""))
+        if stage["params"]:
+            lines.append(f"  params: {', '.join(stage['params'])}")
+        if stage["inputs"]:
+            lines.append("  inputs: " + ", ".join(f"{n} (from {p})" for n, p in sorted(stage["inputs"].items())))
+        if stage.get("carried_imports"):
+            lines.append("  imports carried: " + "; ".join(f"{' '.join(c['source'].split())} (stage {c['stage']}, "
+                                                         f"cell {c['cell']})" for c in stage["carried_imports"]))
+        if stage.get("carried_definitions"):
+            lines.append("  definitions carried: " + ", ".join(d["name"] for d in stage["carried_definitions"]))
+    carried = data.get("carried_definitions") or []
+    if carried:
+        lines.append("carried definitions (each once, with the stages it is carried into):")
+        lines += [f"  {d['kind']} {d['name']}: {d['notebook']} cell {d['cell']} line {d['line']} (stage {d['stage']})"
+                  f" -> {', '.join(d['into'])}" for d in carried]
+    return "\n".join(lines)

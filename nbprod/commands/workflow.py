@@ -62,6 +62,7 @@ def register(sub) -> None:
     p.set_defaults(handler=cmd_debug)
 
     p = sub.add_parser("pipeline", help="print the stages, their edges and files as JSON")
+    p.add_argument("--text", action="store_true", help="print them as text, with what compile carries between stages")
     p.set_defaults(handler=cmd_pipeline)
 
     p = sub.add_parser("schema", help="print the tag schema JSON that the JupyterLab extension loads")
@@ -195,7 +196,13 @@ def cmd_pipeline(args) -> int:
     from ..notebooks.pipeline import load_pipeline
     from ..core.project import find_project
 
-    print(json.dumps(load_pipeline(find_project()).to_dict(), indent=2))
+    data = load_pipeline(find_project()).to_dict()
+    if args.text:
+        from .console import pipeline_text
+
+        print(pipeline_text(data))
+    else:
+        print(json.dumps(data, indent=2))
     return 0
 
 

@@ -57,8 +57,8 @@ def wasserstein_1d(u: np.ndarray, v: np.ndarray) -> float:
     """The 1-D Wasserstein distance, the value ``scipy.stats.wasserstein_distance`` gives (tested).
 
     Computed here because scipy's general weighted version spends most of its time per column in
-    bookkeeping (benchmarks/README.md); the area between the two empirical CDFs needs only two sorts (for samples of equal
-    size it is the mean gap between their sorted values).
+    bookkeeping (benchmarks/README.md); the area between the two empirical CDFs needs only two sorts
+    (for samples of equal size it is the mean gap between their sorted values).
     """
     u, v = np.sort(u), np.sort(v)
     if len(u) == len(v):

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..notebooks.carry import PRELUDE_TAG
+from ..notebooks.carry import DEFINITIONS_TAG, PRELUDE_TAG
 from ..notebooks.compile import LOAD_TAG, stage_notebook
 from ..core.errors import NbprodError
 from ..notebooks.notebook import atomic_write, cell_source, code_cell, dumps_notebook, markdown_cell
@@ -80,7 +80,7 @@ def debug_console(project: Project, name: str, extra_args: list[str] | None = No
                           fix=f"run 'nbprod debug {name}' (without --console) and open the notebook")
     setup = [cell_source(c) for c in cells
              if set(c["metadata"].get("tags", [])) & {"nbprod-debug", "shared", "parameters", PRELUDE_TAG,
-                                                      LOAD_TAG}]
+                                                      DEFINITIONS_TAG, LOAD_TAG}]
     loaded = ", ".join(sorted(stage.inputs)) or "none"
     setup.append(f"print('nbprod debug: stage {stage.name}; inputs loaded: {loaded}; "
                  f"its cells are in {stage.notebook}')")

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..notebooks.analysis import literal_assignments
 from ..notebooks.rlang import is_r, r_literal, r_literal_assignments
 from ..executed.cellerror import describe as describe_error, failed_cell_index, has_error_output, printed_error
-from ..notebooks.carry import PRELUDE_TAG
+from ..notebooks.carry import DEFINITIONS_TAG, PRELUDE_TAG
 from ..notebooks.compile import LOAD_TAG, SAVE_TAG, STATE_FILE
 from ..core.errors import NbprodError, StageFailed
 from .events import emit
@@ -160,7 +160,7 @@ def _source_cells(root: Path, name: str, nb: dict) -> list[int | None]:
     numbers: list[int | None] = []
     for cell in nb["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
-        if cell["cell_type"] != "code" or LOAD_TAG in tags or SAVE_TAG in tags or PRELUDE_TAG in tags:
+        if cell["cell_type"] != "code" or {LOAD_TAG, SAVE_TAG, PRELUDE_TAG, DEFINITIONS_TAG} & set(tags):
             numbers.append(None)
         elif "shared" in tags:
             numbers.append(next(shared, None))
@@ -362,7 +362,8 @@ def _run_papermill(executed: dict, out_path: Path, kernel: str, cwd: Path, stage
             tags = cell.get("metadata", {}).get("tags", [])
             where = "the nbprod outputs cell" if SAVE_TAG in tags else \
                 "the nbprod inputs cell" if LOAD_TAG in tags else \
-                "the cell of imports carried from earlier stages" if PRELUDE_TAG in tags else where
+                "the cell of imports carried from earlier stages" if PRELUDE_TAG in tags else \
+                "the cell of functions and classes carried from earlier stages" if DEFINITIONS_TAG in tags else where
             if not has_error_output(cell):
                 # No error output (a UsageError, an error a magic printed): Papermill's exception is a
                 # bare "CellExecutionError: "; the kernel's own message is what the cell printed.

@@ -36,6 +36,7 @@ class CodeFacts:
     mutated: set[str] = field(default_factory=set)      # changed in place (x[k] = .., x.append(..))
     star_import: int | None = None                      # line of `from m import *`
     global_decl: int | None = None                      # line of a `global` statement in a function
+    global_names: list[str] = field(default_factory=list)  # the names that first `global` statement declares
     dynamic: tuple[int, str] | None = None              # (line, what): %run, exec(), eval(), globals()
     opaque_magic: str | None = None                     # a cell magic such as %%bash
     schemas: list[tuple[int, str | None]] = field(default_factory=list)  # nbprod.validate: (line, literal path)
@@ -126,7 +127,8 @@ def _collect(nodes: list, bound: set[str], facts: CodeFacts) -> None:
     facts.reads |= {n for n in collector.loads if n not in bound and n not in BUILTINS}
     facts.mutated |= collector.mutated
     facts.star_import = facts.star_import or collector.star_import
-    facts.global_decl = facts.global_decl or collector.global_decl
+    if facts.global_decl is None and collector.global_decl is not None:
+        facts.global_decl, facts.global_names = collector.global_decl, collector.global_names
     facts.dynamic = facts.dynamic or collector.dynamic
     facts.schemas.extend(collector.schemas)
 
@@ -148,6 +150,7 @@ class _Collector(ast.NodeVisitor):
         self.mutated: set[str] = set()
         self.star_import: int | None = None
         self.global_decl: int | None = None
+        self.global_names: list[str] = []
         self.dynamic: tuple[int, str] | None = None
         self.schemas: list[tuple[int, str | None]] = []
         self._locals: list[set[str]] = []
@@ -172,8 +175,8 @@ class _Collector(ast.NodeVisitor):
             self.schemas.append((node.lineno, None))  # nb.validate(...) would hide its schema
 
     def visit_Global(self, node: ast.Global) -> None:
-        if self._locals:
-            self.global_decl = self.global_decl or node.lineno
+        if self._locals and self.global_decl is None:
+            self.global_decl, self.global_names = node.lineno, list(node.names)
 
     def visit_Call(self, node: ast.Call) -> None:
         if isinstance(node.func, ast.Name) and node.func.id in ("exec", "eval") and self.dynamic is None:
@@ -397,3 +400,54 @@ def _yaml_safe(value: object, depth: int = 0) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _yaml_safe(v, depth + 1) for k, v in value.items())
     return False
+
+
+def definition_needs(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef,
+                     ) -> tuple[set[str], set[str], set[str]]:
+    """Free names a top-level ``def``/``class`` reads ``(when the statement runs, when it is called)``,
+    and the globals its function bodies change in place when called.
+
+    Decorators, default values, annotations, base classes and a class body run with the statement;
+    function and method bodies run at call time, when the notebook's globals are read again."""
+    at_definition: set[str] = set()
+    at_call: set[str] = set()
+    changes: set[str] = set()
+
+    def loads(nodes: list, local: set[str] = frozenset()) -> set[str]:
+        collector = _Collector()
+        for item in nodes:
+            collector.visit(item)
+        return {n for n in collector.loads if n not in BUILTINS and n not in local}
+
+    def signature(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list:
+        args = fn.args
+        every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+        return [*fn.decorator_list, *args.defaults, *(d for d in args.kw_defaults if d is not None),
+                *(a.annotation for a in every if a is not None and a.annotation is not None),
+                *([fn.returns] if fn.returns is not None else [])]
+
+    def function(fn: ast.FunctionDef | ast.AsyncFunctionDef, local: set[str]) -> None:
+        at_definition.update(loads(signature(fn), local))
+        collector = _Collector()
+        collector._visit_scope(fn, fn.args, fn.body)
+        at_call.update(n for n in collector.loads if n not in BUILTINS)
+        changes.update(collector.mutated)
+
+    def klass(cls: ast.ClassDef, local: set[str]) -> None:
+        at_definition.update(loads([*cls.bases, *cls.decorator_list, *(k.value for k in cls.keywords)], local))
+        # Names the class body binds are visible to later statements of the body, not to its methods.
+        inner = set(local)
+        for statement in cls.body:
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                function(statement, inner)
+            elif isinstance(statement, ast.ClassDef):
+                klass(statement, inner)
+            else:
+                at_definition.update(loads([statement], inner))
+            inner |= _top_level_binds(statement)
+
+    if isinstance(node, ast.ClassDef):
+        klass(node, set())
+    else:
+        function(node, set())
+    return at_definition, at_call, changes

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .analysis import declared_ranges
-from .carry import PRELUDE_TAG
+from .carry import DEFINITIONS_TAG, PRELUDE_TAG
 from ..core.errors import NbprodError
 from .notebook import atomic_write, code_cell, dumps_notebook, markdown_cell
 from .pipeline import NotebookSpec, Pipeline, Stage, load_pipeline
@@ -90,6 +90,10 @@ def stage_notebook(spec: NotebookSpec, stage: Stage, kernel: str) -> dict:
         for item in stage.carried:
             lines += [f"# from stage {item.stage}, cell {item.cell}", item.source]
         cells.append(code_cell("\n".join(lines), [PRELUDE_TAG]))
+    early = [d for d in stage.carried_definitions if d.name not in stage.late_definitions]
+    if early:
+        # Before the inputs: unpickling an instance of a notebook's class finds the class in __main__.
+        cells.append(_definitions_cell(spec, early, ""))
     if stage.inputs:
         lines = [f"# nbprod: variables this stage reads from earlier stages of {_one_line(spec.path)}",
                  "from nbprod.artifacts import load as _nbprod_load"]
@@ -97,6 +101,9 @@ def stage_notebook(spec: NotebookSpec, stage: Stage, kernel: str) -> dict:
         for name, producer in sorted(stage.inputs.items()):
             lines.append(f"{name} = _nbprod_load({producers[producer].artifact_dir!r}, {name!r})  # from {producer}")
         cells.append(code_cell("\n".join(lines), [LOAD_TAG]))
+    late = [d for d in stage.carried_definitions if d.name in stage.late_definitions]
+    if late:
+        cells.append(_definitions_cell(spec, late, ", after the inputs they read when defined"))
     cells += [code_cell(c.source) for c in stage.cells]
     if stage.outputs:
         args = ", ".join(f"{name}={name}" for name in stage.outputs)
@@ -119,6 +126,14 @@ def stage_notebook(spec: NotebookSpec, stage: Stage, kernel: str) -> dict:
         "nbformat": 4,
         "nbformat_minor": 4,
     }
+
+
+def _definitions_cell(spec: NotebookSpec, definitions: list, when: str) -> dict:
+    lines = [f"# nbprod: functions and classes carried from earlier stages of {_one_line(spec.path)}{when} "
+             "(generated: edit the source notebook)"]
+    for item in definitions:
+        lines += [f"# from stage {item.stage}, cell {item.cell}", item.source]
+    return code_cell("\n".join(lines), [DEFINITIONS_TAG])
 
 
 def _one_line(text: str) -> str:

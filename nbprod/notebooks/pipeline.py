@@ -8,7 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .analysis import CodeFacts, CodeSyntaxError, analyse_code, literal_assignments
-from .carry import CarriedImport, import_only_names
+from .carry import (
+    CarriedDefinition,
+    CarriedImport,
+    assigned_names,
+    binds_after,
+    definition_only_names,
+    definition_statements,
+    import_only_names,
+    loaded_names,
+    nested_definitions,
+)
 from ..core.errors import NbprodError
 from .notebook import cell_source, cell_tags, read_notebook
 from ..core.project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project
@@ -42,6 +52,9 @@ class Stage:
     outputs: list[str] = field(default_factory=list)             # variables later stages read
     upstream: list[str] = field(default_factory=list)
     carried: list[CarriedImport] = field(default_factory=list)  # imports of earlier stages it uses
+    carried_definitions: list[CarriedDefinition] = field(default_factory=list)  # def/class of earlier stages
+    # carried definitions that read an input when they run (name -> that input): defined after the inputs load
+    late_definitions: dict[str, str] = field(default_factory=dict)
 
     @property
     def first_cell(self) -> int:
@@ -140,10 +153,21 @@ class Pipeline:
                  "plots": s.plots, "params": [f"{s.section}.{p}" for p in s.params],
                  "inputs": s.inputs, "outputs": s.outputs, "upstream": s.upstream,
                  "carried_imports": [c.to_dict() for c in s.carried],
+                 "carried_definitions": [d.to_dict() for d in s.carried_definitions],
                  "executed_notebook": s.executed_notebook, "report": f"{REPORTS_DIR}/{s.name}.html"}
                 for s in self.order()
             ],
+            "carried_definitions": self.carried_definitions(),
         }
+
+    def carried_definitions(self) -> list[dict]:
+        """Each definition carried between stages once, with the stages it is carried into."""
+        into: dict[tuple[str, CarriedDefinition], list[str]] = {}
+        for stage in self.order():
+            for item in stage.carried_definitions:
+                into.setdefault((stage.notebook, item), []).append(stage.name)
+        ordered = sorted(into.items(), key=lambda entry: (entry[0][0], entry[0][1].cell, entry[0][1].line))
+        return [{**item.to_dict(), "notebook": notebook, "into": stages} for (notebook, item), stages in ordered]
 
 
 def slug(text: str) -> str:
@@ -385,39 +409,55 @@ def _link_data(pipeline: Pipeline) -> None:
 
     A stage that changes an input in place (``df["x"] = ..``, ``items.append(..)``, ``fit``) passes
     the changed object on, as "Run All" would see it. A name an earlier stage binds only by import
-    statements is not data: those statements are carried into the reading stage (nbprod.notebooks.carry).
+    statements, or only by ``def``/``class`` statements, is not data: those statements are carried
+    into the reading stage (nbprod.notebooks.carry), with what the definitions need, transitively.
     """
     for spec in pipeline.notebooks:
         if len(spec.stages) > 1:
             _check_followable(spec)
-        shared_names = set().union(*(c.facts.writes for c in spec.shared)) if spec.shared else set()
-        defined: dict[str, Stage] = {}
-        imported: dict[str, list[CarriedImport]] = {}  # name -> the statements its defining stage bound it by
+        state = _Scope(spec, set().union(*(c.facts.writes for c in spec.shared)) if spec.shared else set())
         where: dict[tuple[str, str], int] = {}   # (stage, name) -> cell that binds it
         for stage in spec.stages:
             bound: set[str] = set()
             own_imports: dict[str, list[CarriedImport]] = {}  # the last binding in this stage wins
+            own_definitions: dict[str, CarriedDefinition] = {}
+            wanted: list[str] = []
             for cell in stage.cells:
                 for name in sorted(cell.facts.reads - bound):
-                    if name in defined and name not in shared_names and name not in spec.params:
-                        if name in imported:
-                            stage.carried.extend(c for c in imported[name] if c not in stage.carried)
+                    if name in state.defined and name not in state.shared and name not in spec.params:
+                        if name in state.imported:
+                            stage.carried.extend(c for c in state.imported[name] if c not in stage.carried)
+                        elif name in state.definitions:
+                            wanted.append(name)
                         else:
-                            stage.inputs.setdefault(name, defined[name].name)
+                            stage.inputs.setdefault(name, state.defined[name].name)
                 only = import_only_names(cell.source) if cell.facts.imports else {}
+                defs = definition_only_names(cell.source, stage.name, cell.number) \
+                    if _DEFINES.search(cell.source) else {}
                 for name in cell.facts.writes | cell.facts.mutated:
                     where.setdefault((stage.name, name), cell.number)
                     own_imports.pop(name, None)
+                    own_definitions.pop(name, None)
                     if name in only:
                         own_imports[name] = [CarriedImport(text, stage.name, cell.number, line)
                                              for line, text in only[name]]
+                    if name in defs:
+                        own_definitions[name] = defs[name]
                 bound |= cell.facts.writes
-            for name in bound | set().union(*(c.facts.mutated for c in stage.cells)):
-                defined[name] = stage
-                imported.pop(name, None)
-                if name in own_imports:
-                    imported[name] = own_imports[name]
+            extra_params: set[str] = set()
+            if wanted:
+                _apply(stage, state.closure(stage, wanted), extra_params)
+            state.carry_classes_of_inputs(stage, extra_params)
+            if extra_params:
+                keep = set(stage.params) | extra_params
+                stage.params = [key for key in spec.params if key in keep]
             stage.carried.sort(key=lambda c: (c.cell, c.line))
+            stage.carried_definitions.sort(key=lambda d: (d.cell, d.line))
+            # A carried function that changes a global in place changes it in the stage that calls it.
+            changed = set().union(*(d.changes for d in stage.carried_definitions)) & (set(state.defined) | bound)
+            changed |= set().union(*(c.facts.mutated for c in stage.cells))
+            state.end_of(stage, bound | changed, own_imports, own_definitions)
+        _check_not_redefined(spec)
         by_name = {s.name: s for s in spec.stages}
         for stage in spec.stages:
             for name, producer in stage.inputs.items():
@@ -427,6 +467,179 @@ def _link_data(pipeline: Pipeline) -> None:
                     owner.outputs.append(name)
         for stage in spec.stages:
             stage.outputs.sort()
+
+
+_DEFINES = re.compile(r"^\s*(async\s+def|def|class)\s", re.M)
+
+
+@dataclass
+class _Carry:
+    """What carrying some definitions into a stage adds to it."""
+
+    imports: list[CarriedImport] = field(default_factory=list)
+    definitions: list[CarriedDefinition] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)
+    params: set[str] = field(default_factory=set)
+    late: dict[str, str] = field(default_factory=dict)  # definition -> the input it reads when it runs
+
+
+def _apply(stage: Stage, carry: _Carry, params: set[str]) -> None:
+    stage.carried.extend(c for c in carry.imports if c not in stage.carried)
+    stage.carried_definitions.extend(d for d in carry.definitions if d not in stage.carried_definitions)
+    for name, producer in carry.inputs.items():
+        stage.inputs.setdefault(name, producer)
+    params |= carry.params
+    stage.late_definitions.update(_late(stage.carried_definitions, {**stage.late_definitions, **carry.late}))
+
+
+def _late(definitions: list[CarriedDefinition], late: dict[str, str]) -> dict[str, str]:
+    """Definitions that must wait for the inputs: they read one when they run, or need one that does."""
+    late = dict(late)
+    changed = True
+    while changed:
+        changed = False
+        for item in definitions:
+            waits = sorted(n for n in item.at_definition if n in late and n != item.name)
+            if item.name not in late and waits:
+                late[item.name] = late[waits[0]]
+                changed = True
+    return late
+
+
+class _Scope:
+    """What the stages of one notebook have bound so far, read at the start of each later stage."""
+
+    def __init__(self, spec: NotebookSpec, shared: set[str]) -> None:
+        self.spec = spec
+        self.shared = shared
+        self.defined: dict[str, Stage] = {}
+        self.imported: dict[str, list[CarriedImport]] = {}  # name -> the statements its stage bound it by
+        self.definitions: dict[str, CarriedDefinition] = {}  # name -> the def/class its stage bound it by
+        self.definitions_after: dict[str, dict[str, CarriedDefinition]] = {}  # stage -> definitions then
+        self._made_with: dict[tuple[str, str], set[str]] = {}
+
+    def end_of(self, stage: Stage, names: set[str], imports: dict, definitions: dict) -> None:
+        for name in names:
+            self.defined[name] = stage
+            self.imported.pop(name, None)
+            self.definitions.pop(name, None)
+            if name in imports:
+                self.imported[name] = imports[name]
+            if name in definitions:
+                self.definitions[name] = definitions[name]
+        self.definitions_after[stage.name] = dict(self.definitions)
+
+    def closure(self, stage: Stage, names: list[str]) -> _Carry:
+        """The definitions ``names`` and everything they need, as ``stage`` would see them in Run All."""
+        carry = _Carry()
+        todo, seen = list(names), set()
+        while todo:
+            name = todo.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            item = self.definitions[name]
+            carry.definitions.append(item)
+            for need in sorted(item.at_definition | item.at_call):
+                if need in self.shared or need == item.name:
+                    continue
+                if need in item.at_definition:
+                    self._check_not_rebound(item, need, stage)
+                if need in self.spec.params:
+                    carry.params.add(need)
+                elif need not in self.defined:
+                    continue  # bound by the stage itself, or nowhere (a NameError in Run All too)
+                elif need in self.imported:
+                    carry.imports.extend(self.imported[need])
+                elif need in self.definitions:
+                    todo.append(need)
+                else:
+                    carry.inputs.setdefault(need, self.defined[need].name)
+                    if need in item.at_definition:
+                        carry.late.setdefault(item.name, need)
+        return carry
+
+    def _check_not_rebound(self, item: CarriedDefinition, need: str, stage: Stage) -> None:
+        """A value a definition captured when it ran must still be that value where it is carried."""
+        later: tuple[str, int] | None = None
+        for other in self.spec.stages:
+            if other is stage:
+                break
+            for cell in other.cells:
+                if cell.number == item.cell and need in binds_after(cell.source, item.end):
+                    later = (other.name, cell.number)
+                elif cell.number > item.cell and need in cell.facts.writes | cell.facts.mutated:
+                    later = later or (other.name, cell.number)
+        if later is not None:
+            raise NbprodError(
+                f"line {item.line}: {item.name!r} reads {need!r} when it is defined, and {need!r} is bound again "
+                f"or changed later (stage {later[0]!r}, cell {later[1]}), so stage {stage.name!r} would get another "
+                f"{item.name!r} than Run All", self.spec.path, item.cell,
+                fix=f"bind {need} once, or pass it to {item.name} as an argument")
+
+    def carry_classes_of_inputs(self, stage: Stage, params: set[str]) -> None:
+        """Classes a passed value was built with, and functions it holds, are defined before the stage
+        loads it (unpickling finds a notebook's class or function by name in the kernel's __main__)."""
+        done: set[str] = set()
+        while set(stage.inputs) - done:
+            for variable in sorted(set(stage.inputs) - done):
+                done.add(variable)
+                producer = stage.inputs[variable]
+                for name in sorted(self._classes_of(producer, variable)):
+                    item = self.definitions.get(name)
+                    if item is None or self.definitions_after[producer].get(name) != item:
+                        continue
+                    if item in stage.carried_definitions:
+                        self._check_defined_before_inputs(stage, item, variable)
+                        continue
+                    try:
+                        carry = self.closure(stage, [name])
+                    except NbprodError:
+                        continue  # the stage does not name the class: it may not need it
+                    if name not in _late(carry.definitions, {**stage.late_definitions, **carry.late}):
+                        _apply(stage, carry, params)
+
+    def _check_defined_before_inputs(self, stage: Stage, item: CarriedDefinition, variable: str) -> None:
+        need = stage.late_definitions.get(item.name)
+        if need is not None:
+            raise NbprodError(
+                f"line {item.line}: {item.kind} {item.name!r} reads {need!r} when it is defined, so nbprod defines "
+                f"it in stage {stage.name!r} after loading the inputs, yet input {variable!r} was built with it "
+                f"and needs it to load", self.spec.path, item.cell,
+                fix=f"read {need} inside a method of {item.name} instead, or pass it as an argument")
+
+    def _classes_of(self, producer: str, variable: str) -> set[str]:
+        key = (producer, variable)
+        if key not in self._made_with:
+            known = self.definitions_after[producer]
+            classes = {n for n, d in known.items() if d.kind == "class"}
+            owner = next(s for s in self.spec.stages if s.name == producer)
+            found: set[str] = set()
+            if known:
+                for cell in owner.cells:
+                    if variable in cell.facts.writes | cell.facts.mutated:
+                        if classes:
+                            found |= loaded_names(cell.source, variable) & classes
+                        # A function object kept in the value (g = f): pickled by name, like a class.
+                        found |= assigned_names(cell.source, variable) & set(known)
+            if variable in owner.inputs:  # changed in place and passed on
+                found |= self._classes_of(owner.inputs[variable], variable)
+            self._made_with[key] = found
+        return self._made_with[key]
+
+
+def _check_not_redefined(spec: NotebookSpec) -> None:
+    """A carried definition is the one Run All has: its name is bound by no later stage."""
+    order = [s.name for s in spec.stages]
+    for stage in spec.stages:
+        for item in stage.carried_definitions:
+            for other in spec.stages[order.index(item.stage) + 1:]:
+                cell = next((c for c in other.cells if item.name in c.facts.writes | c.facts.mutated), None)
+                if cell is not None:
+                    raise NbprodError(
+                        f"line {item.line}: {item.name!r} is carried from stage {item.stage!r} into stage "
+                        f"{stage.name!r}, and stage {other.name!r} defines it again (cell {cell.number})",
+                        spec.path, item.cell, fix="give one of the two definitions another name")
 
 
 def _check_followable(spec: NotebookSpec) -> None:
@@ -439,7 +652,8 @@ def _check_followable(spec: NotebookSpec) -> None:
                                   f"{stage.name!r} defines", spec.path, cell.number,
                                   fix="import the names you use, or tag the cell 'shared'")
             if facts.global_decl:
-                raise NbprodError(f"line {facts.global_decl}: a function assigns a global, which nbprod "
+                names = ", ".join(repr(n) for n in facts.global_names)
+                raise NbprodError(f"line {facts.global_decl}: a function assigns a global ({names}), which nbprod "
                                   f"cannot pass between stages", spec.path, cell.number,
                                   fix="return the value from the function and assign it in the cell")
             if facts.dynamic:
@@ -458,6 +672,19 @@ def _check_passable(spec: NotebookSpec, owner: Stage, reader: Stage, name: str,
     if name in facts.imports:
         raise NbprodError(f"stage {reader.name!r} uses {name!r}, imported in stage {owner.name!r}",
                           spec.path, cell, fix="tag the import cell 'shared' so every stage imports it")
+    for other in owner.cells:
+        if _DEFINES.search(other.source) and name in nested_definitions(other.source):
+            line, block = nested_definitions(other.source)[name]
+            raise NbprodError(f"line {line}: {name!r} is defined inside {block} in stage {owner.name!r}, so nbprod "
+                              f"cannot carry it into stage {reader.name!r}", spec.path, other.number,
+                              fix=f"define {name} at the top level of the cell, outside the {block.split()[-1]}")
+        statement = next((d for d in definition_statements(other.source, owner.name, other.number)
+                          if d.name == name), None) if _DEFINES.search(other.source) else None
+        if statement is not None:
+            raise NbprodError(f"line {statement.line}: {name!r} is a {statement.kind} of stage {owner.name!r} that "
+                              f"the stage also assigns or changes, so nbprod cannot carry it into stage "
+                              f"{reader.name!r}", spec.path, other.number,
+                              fix=f"define {name} once and leave it unchanged (no assignment to it or its attributes)")
     source = next(c.source for c in owner.cells if c.number == cell)
     if re.search(rf"^\s*(async\s+def|def|class)\s+{re.escape(name)}\b", source, re.M):
         raise NbprodError(f"stage {reader.name!r} uses {name!r}, defined as a function or class in stage "

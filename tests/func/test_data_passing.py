@@ -49,8 +49,10 @@ UNFOLLOWABLE = [
     ("conditional import in a stage", [("try:\n    import math\nexcept ImportError:\n    pass", ["stage:a"]),
                                         ("y = math.pi", ["stage:b"])],
      "cell 1: stage 'b' uses 'math', imported in stage 'a'. Fix: tag the import cell 'shared'"),
-    ("function in a stage", [("def helper(v):\n    return v + 1", ["stage:a"]), ("y = helper(1)", ["stage:b"])],
-     "cell 1: stage 'b' uses 'helper', defined as a function or class in stage 'a'"),
+    ("function in an if block", [("if True:\n    def helper(v):\n        return v + 1", ["stage:a"]),
+                                 ("y = helper(1)", ["stage:b"])],
+     "cell 1: line 2: 'helper' is defined inside an if block in stage 'a', so nbprod cannot carry it into "
+     "stage 'b'. Fix: define helper at the top level of the cell, outside the block"),
 ]
 
 

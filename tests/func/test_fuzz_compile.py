@@ -61,7 +61,13 @@ GOOD_CODE = st.sampled_from(["a = 1", "b = a + 1", "lr = 0.1\nepochs = 5", "c = 
                              "import os\nx = os.sep", "d = [i for i in range(epochs)]",
                              # imports where users put them: used again by later stages (carried)
                              "import math\nr = math.sqrt(4)", "q = math.floor(2.5) + len(os.sep)",
-                             "from os import path as osp, sep", "p = osp.join('a', sep)"])
+                             "from os import path as osp, sep", "p = osp.join('a', sep)",
+                             # definitions where users put them: carried into the stages that use them
+                             "def f(v):\n    return v + a", "y = f(1)", "import functools as ft",
+                             "@ft.lru_cache\ndef g(n):\n    return n if n < 2 else g(n - 1) + f(n)",
+                             "class Box:\n    size = 2\n    def get(self):\n        return b * self.size\nbox = Box()",
+                             "w = box.get() + g(3)", "class Big(Box):\n    pass", "k = Big().get()",
+                             "def f(v, k=a):\n    return v", "if a:\n    def h():\n        return 1", "u = h()"])
 CODE = mostly(GOOD_CODE, st.one_of(
     st.sampled_from([
         "a = 1", "b = a + 1", "import os\nx = os.sep", "def f(:\n  pass", "print(undefined)",

@@ -85,16 +85,11 @@ def test_split_stages_with_carried_imports_equal_run_all(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("cells, expected", [
-    ([(["stage:a"], "def helper(v):\n    return v + 1"), (["stage:b"], "import math\ny = helper(math.pi)")],
-     "nb/flow.ipynb cell 1: stage 'b' uses 'helper', defined as a function or class in stage 'a'. "
-     "Fix: tag the cell that defines it 'shared' so every stage has it"),
-    ([(["stage:a"], "import math\nclass Box:\n    pass"), (["stage:b"], "y = Box()")],
-     "stage 'b' uses 'Box', defined as a function or class in stage 'a'"),
     # Imported on some branches only: not a top-level statement, so not carried (today's refusal).
     ([(["stage:a"], "try:\n    import math\nexcept ImportError:\n    pass"), (["stage:b"], "y = math.pi")],
      "nb/flow.ipynb cell 1: stage 'b' uses 'math', imported in stage 'a'. Fix: tag the import cell 'shared'"),
-], ids=["function", "class", "conditional import"])
-def test_functions_classes_and_conditional_imports_are_still_refused(tmp_path, cells, expected):
+], ids=["conditional import"])
+def test_conditional_imports_are_still_refused(tmp_path, cells, expected):
     root = _scratch(tmp_path / "p", cells)
     with pytest.raises(NbprodError) as raised:
         compile_project(load_project(root))
