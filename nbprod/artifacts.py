@@ -34,7 +34,7 @@ def save(stage: str, folder: str, **values: object) -> None:
             old.unlink()
         try:
             _write(target, value)
-        except Exception as exc:  # any failure to store is the user's to fix: say which variable
+        except Exception as exc:  # noqa: BLE001 - a user's value can fail to store in any way: say which variable
             for partial in target.iterdir():
                 partial.unlink()
             raise ArtifactError(
@@ -110,7 +110,7 @@ def _try_parquet(target: Path, value: object) -> bool:
             same = list(back.dtypes) == list(value.dtypes) and list(back.columns) == list(value.columns)
         same = same and back.index.equals(value.index) and back.index.dtype == value.index.dtype \
             and back.equals(value)
-    except Exception:  # pyarrow refuses many shapes (mixed objects, non-string columns): fall back
+    except Exception:  # noqa: BLE001 - pyarrow refuses many shapes (mixed objects, non-string columns): fall back
         same = False
     if not same:
         path.unlink(missing_ok=True)

@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from .core.logger import configure, level_from
+
+        configure(level_from(args.verbose))
         return int(args.handler(args) or 0)
     except (NbprodError, StageFailed, KeyboardInterrupt) as exc:
         return exit_status(exc)
@@ -30,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nbprod", description="Tagged notebooks as DVC + Papermill pipelines.")
     parser.add_argument("--version", action="version", version=f"nbprod {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log what nbprod does (-v) and every error it gets past (-vv); or NBPROD_LOG_LEVEL")
     sub = parser.add_subparsers(metavar="COMMAND")
 
     for module_name in COMMAND_MODULES:

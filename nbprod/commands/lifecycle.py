@@ -208,6 +208,10 @@ def _history_line(event) -> str:
         why = ""
     else:
         text = f"{event.stage} <- {event.version} ({event.tag})"
+    if r.get("malformed"):  # who and why are unknown: say so, with the text the tag holds
+        raw = " ".join(str(r.get("raw", "")).split())
+        text, why = f"{event.action} {event.version or ''} ({event.tag}): MALFORMED tag message, {r['malformed']}", ""
+        text += f"; raw text: {raw[:300]}"
     return f"{when}  {text}{why}"
 
 

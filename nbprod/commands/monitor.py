@@ -19,6 +19,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("monitor", help="check [tool.nbprod.monitor] rules on the latest record, write "
                                               "alerts.json and reports/dashboard.html; exit 1 on alerts")
     p.add_argument("--record", metavar="NAME", help="check this record instead of the latest")
+    p.add_argument("--since", metavar="TIME", type=_time,
+                   help="refuse (exit 2) when the record is older than TIME (ISO 8601, UTC when no zone): the "
+                        "start of the run it follows, so an older run's verdict is never reported as this one's")
     p.add_argument("--notify", action="store_true", help="send the email of [tool.nbprod.notify]")
     p.add_argument("--dry-run", action="store_true", help="with --notify: write the .eml instead of sending it")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
@@ -28,6 +31,15 @@ def register(subparsers) -> None:
                                          "can go; --apply removes them")
     p.add_argument("--apply", action="store_true", help="remove what is listed (default: only show it)")
     p.set_defaults(handler=cmd_gc)
+
+
+def _time(text: str):
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (2026-01-31T06:00:00+00:00)") from None
 
 
 def record_run(project, events) -> str:
@@ -42,35 +54,44 @@ def cmd_records(args: argparse.Namespace) -> int:
     from ..core.project import find_project
 
     project = find_project()
-    if args.action == "list":
-        found = store.list_records(project)
-        if args.json:
-            print(json.dumps([{"name": r.name, "time": r.data["time"], "ok": r.data.get("ok"),
-                               "production": r.production, "alerts": (r.alerts or {}).get("alerts")}
-                              for r in found], indent=2))
-            return 0
-        if not found:
-            print("No records yet: run 'nbprod run --record'.")
-        for record in found:
-            alerts = record.alerts
-            verdict = ("not monitored" if alerts is None
-                       else f"{alerts['alerts']} alert(s)" if alerts["alerts"] else "ok")
-            version = record.production["version"] if record.production else "-"
-            print(f"{record.name}  run {'ok' if record.data.get('ok') else 'FAILED'}  model {version}  {verdict}")
-        return 0
-    if args.action == "verify":
-        found = store.list_records(project)
-        problems = [p for r in found for p in store.verify_record(r)]
-        for line in problems:
-            print(line, file=sys.stderr)
-        print(f"{len(found)} record(s) checked, {len(problems)} problem(s).")
-        return 1 if problems else 0
+    if args.action in ("list", "verify"):
+        scan = store.scan_records(project)
+        for damaged in scan.damaged:  # named first, on stderr, whatever the action
+            print(f"nbprod: damaged record: {damaged.line}", file=sys.stderr)
+        if args.action == "verify":
+            problems = [p for r in scan.records for p in store.verify_record(r)]
+            for line in problems:
+                print(line, file=sys.stderr)
+            print(f"{len(scan.records) + len(scan.damaged)} record(s) checked, "
+                  f"{len(problems) + len(scan.damaged)} problem(s).")
+            return 1 if problems or scan.damaged else 0
+        _list_records(scan.records, args.json)
+        return 1 if scan.damaged else 0
     from ..monitor import remote
 
     result = (remote.push if args.action == "push" else remote.pull)(project, args.remote)
     verb = "pushed" if args.action == "push" else "pulled"
-    print(f"{len(result.copied)} record(s) {verb}, {len(result.present)} already there.")
-    return 0
+    for damaged in result.damaged:
+        print(f"nbprod: damaged record not {verb}: {damaged.line}", file=sys.stderr)
+    print(f"{len(result.copied)} record(s) {verb}, {len(result.present)} already there"
+          + (f", {len(result.damaged)} damaged (not {verb})." if result.damaged else "."))
+    return 1 if result.damaged else 0
+
+
+def _list_records(found, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{"name": r.name, "time": r.data["time"], "ok": r.data.get("ok"),
+                           "production": r.production, "alerts": (r.alerts or {}).get("alerts")}
+                          for r in found], indent=2))
+        return
+    if not found:
+        print("No records yet: run 'nbprod run --record'.")
+    for record in found:
+        alerts = record.alerts
+        verdict = ("not monitored" if alerts is None
+                   else f"{alerts['alerts']} alert(s)" if alerts["alerts"] else "ok")
+        version = record.production["version"] if record.production else "-"
+        print(f"{record.name}  run {'ok' if record.data.get('ok') else 'FAILED'}  model {version}  {verdict}")
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -78,7 +99,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from ..core.project import find_project
 
     project = find_project()
-    outcome = monitor(project, args.record, notify=args.notify, dry_run=args.dry_run)
+    outcome = monitor(project, args.record, notify=args.notify, dry_run=args.dry_run, since=args.since)
     rel = project.rel
     if args.json:
         served = outcome.served and {"status": outcome.served.status, "note": outcome.served.note}

@@ -14,6 +14,7 @@ def register(sub) -> None:
                    help="serve this registered version instead of production (no hot swap)")
     p.add_argument("--poll-interval", type=float, default=None, metavar="SECONDS",
                    help="how often each worker looks at the registry tags (default 1.0)")
+    p.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log, JSON lines)")
     p.set_defaults(handler=cmd_serve)
 
 
@@ -27,5 +28,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(project)
     settings = load_settings(project.root, config.model_name, host=args.host, port=args.port,
                              workers=args.workers, version=args.model_version, poll_interval=args.poll_interval)
-    serve(settings)
+    serve(settings, access_log=args.access_log)
     return 0

@@ -32,7 +32,7 @@ def read_data(path: str | Path, root: Path | None = None) -> pandas.DataFrame:
     source = path if path.is_file() else _from_dvc_cache(path, root)
     try:
         frame = getattr(pd, reader)(source)
-    except Exception as exc:  # pyarrow, the CSV parser and the OS each raise their own kinds
+    except Exception as exc:  # noqa: BLE001 - pyarrow, the CSV parser and the OS each raise their own kinds
         message = " ".join(str(exc).split())[:160]
         raise NbprodError(f"cannot read the data file ({type(exc).__name__}: {message})", path,
                           fix="give a readable Parquet or CSV file") from None

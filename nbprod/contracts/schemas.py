@@ -140,7 +140,7 @@ def _from_mapping(data: dict, path: Path) -> pa.DataFrameSchema:
 
     try:
         schema = pandas_io.deserialize_schema(data)
-    except Exception as exc:  # pandera raises TypeError, ValueError, KeyError... for bad values
+    except Exception as exc:  # noqa: BLE001 - pandera raises TypeError, ValueError, KeyError... for bad values
         message = " ".join(str(exc).split())[:200]
         where = _failing_column(data)
         raise NbprodError(f"is not a valid pandera schema ({where}{type(exc).__name__}: {message})", path,
@@ -157,7 +157,7 @@ def _failing_column(data: dict) -> str:
     for column, spec in data["columns"].items():
         try:
             pandas_io.deserialize_schema({"columns": {column: spec}})
-        except Exception:  # the same errors as the whole schema's, column by column
+        except Exception:  # noqa: BLE001 - the same errors as the whole schema's, column by column
             return f"column {column!r}: "
     return ""
 

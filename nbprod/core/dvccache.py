@@ -34,12 +34,17 @@ def parse_lock(text: str | bytes | None, where: str = "dvc.lock") -> dict[str, L
         raise NbprodError(f"is not valid YAML ({str(exc).splitlines()[0]})", where,
                           fix="restore it with git, or run 'nbprod run' to rewrite it") from None
     stages = {}
-    for name, stage in (doc.get("stages") or {}).items():
-        stages[name] = LockedStage(
-            name=name, cmd=str(stage.get("cmd", "")),
-            deps={d["path"]: d.get("md5", "") for d in stage.get("deps", []) or []},
-            outs={o["path"]: o.get("md5", "") for o in stage.get("outs", []) or []},
-            params={f: dict(v or {}) for f, v in (stage.get("params") or {}).items()})
+    try:
+        for name, stage in (doc.get("stages") or {}).items():
+            stage = stage or {}
+            stages[name] = LockedStage(
+                name=name, cmd=str(stage.get("cmd", "")),
+                deps={d["path"]: d.get("md5", "") for d in stage.get("deps", []) or []},
+                outs={o["path"]: o.get("md5", "") for o in stage.get("outs", []) or []},
+                params={f: dict(v or {}) for f, v in (stage.get("params") or {}).items()})
+    except (AttributeError, TypeError, KeyError, ValueError):  # YAML, but not the shape DVC writes
+        raise NbprodError("is not a DVC lock file (its stages are not the mappings DVC writes; cut short?)", where,
+                          fix="restore it with git, or run 'nbprod run' to rewrite it") from None
     return stages
 
 

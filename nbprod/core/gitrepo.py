@@ -30,6 +30,16 @@ def require_repo(root: Path) -> None:
                           fix="run 'git init' and commit the project first")
 
 
+def require_unlocked_index(root: Path, outcome: str) -> None:
+    """Refuse before changing anything when git's index is locked: the working-tree restore that
+    follows would fail after the registry tags were written."""
+    lock = git_dir(root) / "index.lock"
+    if lock.exists():
+        raise NbprodError(f"git's index is locked (another git command is running, or one was killed); {outcome}",
+                          lock, fix="wait for that git command to end, or remove the file if none is running, "
+                                    "then try again")
+
+
 def git_dir(root: Path) -> Path:
     return Path(git(root, "rev-parse", "--absolute-git-dir"))
 

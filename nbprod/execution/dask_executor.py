@@ -19,6 +19,7 @@ What differs from the local executor, and why:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -124,7 +125,7 @@ class DaskExecutor(Executor):
         try:
             self.client.run(_discard_on_worker, stages, **({"workers": workers} if workers else {}))
         except Exception:  # noqa: BLE001 - a worker gone takes its warm processes with it (lifeline)
-            pass
+            logging.getLogger(__name__).debug("releasing warm processes of %s", stages, exc_info=True)
 
     def submit(self, job: Job) -> None:
         worker = self._prepared.pop(job.stage, None) or self._place(exclude=set(self._prepared.values()))
@@ -193,7 +194,7 @@ class DaskExecutor(Executor):
                 try:
                     resource.close()
                 except Exception:  # noqa: BLE001 - closing a cluster that is already gone
-                    pass
+                    logging.getLogger(__name__).debug("closing %r", resource, exc_info=True)
         self.cluster = None
 
 

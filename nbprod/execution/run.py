@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import subprocess
 import threading
@@ -307,7 +308,8 @@ def _lock_differs(project: Project, name: str) -> bool:
 
     try:
         return any(s.name == name and s.state != StatusState.UP_TO_DATE for s in pipeline_status(project))
-    except Exception:  # status is best effort here; the run already failed
+    except Exception:  # noqa: BLE001 - status is best effort here; the run already failed (and says why)
+        logging.getLogger(__name__).debug("status after a failed stage %s", name, exc_info=True)
         return True
 
 

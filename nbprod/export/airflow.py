@@ -1,5 +1,10 @@
 """``nbprod export airflow``: the pipeline as an Airflow DAG file, one task per stage.
 
+When the project has monitor rules, two tasks follow the stages: ``nbprod_record`` (``nbprod run
+--record``: every stage is up to date by then, so nothing reruns and the record holds this run's
+metrics, lock and params) and ``nbprod_monitor`` with ``--since`` the DAG run's start, so it checks
+that record or fails; it never reports an older run's verdict as this one's.
+
 Each task reproduces its stage with DVC recording (``nbprod run STAGE``, whose upstream stages are
 already up to date when Airflow starts it), so results reach ``dvc.lock`` exactly as under
 ``nbprod run``; a bare ``nbprod exec`` would leave them unrecorded. Parallel branches do not fail on
@@ -119,11 +124,17 @@ def render_dag(pipeline: Pipeline, options: AirflowOptions) -> str:
         lines.append("    )")
     monitor = _monitor_command(pipeline) if options.monitor and stages else None
     if monitor:
+        lines.append("    t_nbprod_record = BashOperator(  # the run's record: what nbprod_monitor checks")
+        lines.append("        task_id=\"nbprod_record\",")
+        lines.append("        bash_command=f\"{NBPROD} run --record --no-report --lock-timeout {LOCK_TIMEOUT}\",")
+        lines.append("        cwd=PROJECT_DIR,")
+        lines.append("    )")
         lines.append("    t_nbprod_monitor = BashOperator(")
         lines.append("        task_id=\"nbprod_monitor\",")
-        lines.append(f"        bash_command=f\"{{NBPROD}} {monitor}\",")
+        # {{ }} survive the f-string as Jinja, which Airflow renders to the DAG run's start time.
+        lines.append(f"        bash_command=f\"{{NBPROD}} {monitor} --since '{{{{{{{{ dag_run.start_date }}}}}}}}'\",")
         lines.append("        cwd=PROJECT_DIR,")
-        lines.append("        trigger_rule=\"all_done\",  # alert on failed runs too")
+        lines.append("        trigger_rule=\"all_done\",  # refuses (fails) when the run left no record")
         lines.append("    )")
     edges = [(up, stage.name) for stage in stages for up in sorted(stage.upstream)]
     if edges:
@@ -132,7 +143,7 @@ def render_dag(pipeline: Pipeline, options: AirflowOptions) -> str:
         lines.append(f"    {names[up]} >> {names[down]}")
     if monitor:
         ends = [s.name for s in stages if not any(s.name in o.upstream for o in stages)]
-        lines.append(f"    [{', '.join(names[n] for n in ends)}] >> t_nbprod_monitor")
+        lines.append(f"    [{', '.join(names[n] for n in ends)}] >> t_nbprod_record >> t_nbprod_monitor")
     return "\n".join(lines) + "\n"
 
 

@@ -60,6 +60,7 @@ def approve(project: Project, candidate_id: str, by: str, note: str = "", overri
     if override is not None:
         _require_text(override, "--override", "why the failed gates are acceptable")
     if checkout:
+        gitrepo.require_unlocked_index(root, "nothing was approved")  # before any tag: never half an approval
         _refuse_unsaved(root)
         workspace.require_cached(root, candidate.commit)
     previous = registry.current(root, config.model_name)
@@ -115,6 +116,7 @@ def rollback(project: Project, version_text: str | None, by: str, note: str = ""
         target = registry.find_version(root, model, version_text)
     else:
         target = _previous_prod(root, model, current)
+    gitrepo.require_unlocked_index(root, "nothing was rolled back")
     _refuse_unsaved(root)
     workspace.require_cached(root, target.commit)
     when = registry.now()

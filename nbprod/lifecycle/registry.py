@@ -63,13 +63,23 @@ def tag_message(headline: str, record: dict) -> str:
     return f"{headline}\n\n{RECORD_MARKER}\n{json.dumps(record, indent=1, sort_keys=True)}\n"
 
 
+MALFORMED = "malformed"   # key of the record that stands in for a tag message that does not parse
+RAW = "raw"
+
+
 def parse_tag_message(message: str) -> dict:
+    """The record a tag message carries: {} for a tag without one (made by GTO itself). A message
+    whose record does not parse is shown, not dropped: ``{"malformed": why, "raw": message}``."""
     if RECORD_MARKER not in message:
         return {}
+    text = message.split(RECORD_MARKER, 1)[1]
     try:
-        return json.loads(message.split(RECORD_MARKER, 1)[1])
-    except ValueError:
-        return {}
+        record = json.loads(text)
+    except ValueError as exc:
+        return {MALFORMED: f"not JSON ({exc.msg}, line {exc.lineno})", RAW: message}
+    if not isinstance(record, dict):
+        return {MALFORMED: f"a JSON {type(record).__name__}, not an object", RAW: message}
+    return record
 
 
 def _tags(root: Path, model: str) -> list[tuple[dict, dict]]:

@@ -5,12 +5,14 @@ promotion/rollback markers, drift per column, stage durations, and every record 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from pathlib import Path
 
+from ..core.errors import NbprodError
 from ..notebooks.notebook import atomic_write
 from ..core.project import METRICS_DIR, REPORTS_DIR
 from ..report.svg import format_number
@@ -278,7 +280,8 @@ def registry_markers(root: Path, model: str) -> list[Marker]:
 
     try:
         events = registry.assignments(root, model)
-    except Exception:  # noqa: BLE001 - no git or no tags: a dashboard without markers
+    except (NbprodError, OSError):  # no git repository: a dashboard without markers
+        logging.getLogger(__name__).debug("no registry markers", exc_info=True)
         return []
     markers = []
     for event in events:

@@ -12,9 +12,9 @@ and inputs of every kept record and registered version.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from ..core import proc
 from ..core.errors import NbprodError
 from ..core.project import DEBUG_DIR, GENERATED_DIR, RUNS_DIR, Project
 from .settings import Retention, load_settings
@@ -56,27 +57,50 @@ def size_of(path: Path) -> int:
 
 
 def production_lineage(root: Path) -> tuple[set[str], set[str]]:
-    """Commits and model md5s of every version ever assigned to production."""
-    from ..core import gitrepo
+    """Commits and model md5s of every version ever assigned to production. An unreadable registry
+    or dvc.lock is an NbprodError: gc must not take "unreadable" for "nothing was in production"."""
     from ..lifecycle import registry
-    from ..core.dvccache import parse_lock
 
     name, path = model_settings(root)
-    try:
-        events = registry.assignments(root, name)
-    except Exception:  # noqa: BLE001 - no git, no tags: nothing was ever in production
-        return set(), set()
+    events = _read_registry(root, lambda: registry.assignments(root, name))
     commits = {e.commit for e in events}
     md5s = set()
     for commit in commits:
-        lock = parse_lock(gitrepo.show_file(root, commit, "dvc.lock"))
+        lock = _version_lock(root, commit)
         md5s |= {s.outs[path] for s in lock.values() if path and path in s.outs}
     return commits, md5s
+
+
+def _read_registry(root: Path, read):
+    """``read()`` of the registry tags; [] when the project is not a git repository (so it has no
+    registry); any failure to read tags that exist stops gc."""
+    if proc.git_output(root, "rev-parse", "--git-dir") is None:
+        return []
+    try:
+        return read()
+    except (NbprodError, OSError, subprocess.SubprocessError, ValueError) as exc:
+        detail = exc.message.split(" failed: ", 1)[-1] if isinstance(exc, NbprodError) else str(exc)
+        raise NbprodError(f"cannot read the model registry ({' '.join(detail.split())}); nothing was removed",
+                          "git tags (.git/refs/tags)",
+                          fix="repair the tag ('git tag -v NAME', 'git fsck'), then run 'nbprod gc' again") from None
+
+
+def _version_lock(root: Path, commit: str) -> dict:
+    """The dvc.lock of a registered version's commit; a commit git no longer has stops gc."""
+    from ..core import gitrepo
+    from ..core.dvccache import parse_lock
+
+    if gitrepo.rev_parse(root, commit) is None:
+        raise NbprodError(f"commit {commit[:10]} of a registered model version is missing from git; nothing "
+                          "was removed", "git tags (.git/refs/tags)",
+                          fix="fetch it ('git fetch --tags') or repair the repository ('git fsck')")
+    return parse_lock(gitrepo.show_file(root, commit, "dvc.lock"), where=f"dvc.lock at commit {commit[:10]}")
 
 
 def plan(project: Project, now: datetime | None = None) -> Plan:
     root = project.root
     retention = load_settings(root).retention
+    check_lock(root)  # an unreadable or incomplete workspace lock stops gc here, naming it
     now = now or datetime.now(UTC)
     result = Plan()
     kept = _plan_records(root, list_records(project), retention, now, result)
@@ -85,6 +109,51 @@ def plan(project: Project, now: datetime | None = None) -> Plan:
     _plan_worktrees(root, retention, result)
     _plan_cache(root, kept, result)
     return result
+
+
+_MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")
+
+
+def check_lock(root: Path) -> None:
+    """The workspace dvc.lock parses and is whole: every entry has its hash, and each locked stage lists
+    every dep and out dvc.yaml gives it. A lock cut short mid-write is usually still valid YAML, so
+    parsing alone would let gc protect only part of the workspace's objects."""
+    from ..lifecycle.settings import read_dvc_yaml
+    from ..core.dvccache import parse_lock
+
+    text = _read_bytes(root / "dvc.lock")
+    lock = parse_lock(text)
+    raw = (yaml.safe_load(text) or {}).get("stages") or {} if lock else {}
+    declared = (read_dvc_yaml(root).get("stages") or {}) if lock else {}
+    for name, stage in lock.items():
+        entries = [e for key in ("deps", "outs") for e in (raw.get(name) or {}).get(key) or []]
+        # An entry cut short has only its path, "hash: md5" without the md5, or an md5 shorter than DVC
+        # writes (a URL dep, with an etag and no md5, is whole).
+        cut = [e.get("path") for e in entries if not isinstance(e, dict) or set(e) == {"path"}
+               or ("md5" in e and not _MD5.fullmatch(str(e["md5"]))) or ("hash" in e and "md5" not in e)]
+        if cut:
+            raise NbprodError(f"stage {name!r}: {cut[0]} has no whole md5 (the file looks cut short); nothing was "
+                              "removed", "dvc.lock",
+                              fix="restore it ('git checkout dvc.lock') or rerun the stage ('nbprod run'), then run "
+                                  "'nbprod gc' again")
+        spec = declared.get(name) if isinstance(declared.get(name), dict) else {}
+        absent = [p for key, locked in (("deps", stage.deps), ("outs", stage.outs), ("metrics", stage.outs))
+                  for p in map(_entry_path, spec.get(key) or []) if p not in locked]
+        if absent:
+            raise NbprodError(f"stage {name!r} lacks {absent[0]}, which dvc.yaml lists (the file was cut short, or "
+                              "the stage changed since it last ran); nothing was removed", "dvc.lock",
+                              fix="run 'nbprod run' (or restore dvc.lock with git), then run 'nbprod gc' again")
+
+
+def _entry_path(entry) -> str:
+    return str(next(iter(entry))) if isinstance(entry, dict) else str(entry)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _plan_records(root: Path, records: list[Record], retention: Retention, now: datetime, result: Plan) -> list[Record]:
@@ -154,10 +223,10 @@ def _plan_debug(root: Path, retention: Retention, result: Plan) -> None:
 def _plan_worktrees(root: Path, retention: Retention, result: Plan) -> None:
     from ..core import gitrepo
 
-    try:
-        folder = gitrepo.git_dir(root) / gitrepo.PRIVATE_DIR / "worktrees"
-    except Exception:  # noqa: BLE001 - not a git repository
+    git_dir = proc.git_output(root, "rev-parse", "--absolute-git-dir")
+    if git_dir is None:  # not a git repository: no candidate worktrees
         return
+    folder = Path(git_dir) / gitrepo.PRIVATE_DIR / "worktrees"
     if not folder.is_dir():
         return
     cutoff = time.time() - retention.debug_days * 86400
@@ -185,11 +254,11 @@ def _plan_cache(root: Path, kept: list[Record], result: Plan) -> None:
 def _dvc_gc(root: Path, kept: list[Record], dry: bool) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="nbprod-gc-") as keep:
         _keep_project(root, Path(keep), kept)
-        command = [str(Path(sys.executable).parent / "dvc"), "gc", "--workspace", "--all-branches", "--all-tags",
+        command = [proc.tool("dvc"), "gc", "--workspace", "--all-branches", "--all-tags",
                    "--all-commits", "--force", "--projects", keep]
         if dry:
             command.append("--dry")
-        return subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+        return subprocess.run(command, cwd=root, capture_output=True, text=True, check=False, env=proc.tool_env())
 
 
 def _keep_project(root: Path, keep: Path, kept: list[Record]) -> None:
@@ -197,9 +266,13 @@ def _keep_project(root: Path, keep: Path, kept: list[Record]) -> None:
     object the kept records refer to: `dvc gc --projects` then keeps them."""
     from ..core.dvccache import cache_dir
 
-    dvc = str(Path(sys.executable).parent / "dvc")
-    subprocess.run([dvc, "init", "-q", "--no-scm"], cwd=keep, check=True, capture_output=True)
-    subprocess.run([dvc, "config", "cache.dir", str(cache_dir(root))], cwd=keep, check=True, capture_output=True)
+    dvc = proc.tool("dvc")
+    for args in (["init", "-q", "--no-scm"], ["config", "cache.dir", str(cache_dir(root))]):
+        done = subprocess.run([dvc, *args], cwd=keep, capture_output=True, text=True, check=False, env=proc.tool_env())
+        if done.returncode != 0:
+            raise NbprodError(f"'dvc {args[0]}' of gc's keep list failed: "
+                              f"{(done.stderr.strip().splitlines() or ['?'])[-1]}; nothing was removed", ".dvc/cache",
+                              fix="check that 'dvc' runs in this environment")
     wanted: set[str] = set()
     for record in kept:
         for stage in (record.data.get("lock") or {}).values():
@@ -214,18 +287,12 @@ def _version_objects(root: Path) -> set[str]:
     """Every dep and out md5 in the dvc.lock of every registered model version. `dvc gc` skips outputs
     with ``cache: false`` (metrics), but the run cache stored them and rollback restores a version's
     outputs from the cache and checks each one, so a version needs all of them."""
-    from ..core import gitrepo
     from ..lifecycle import registry
-    from ..core.dvccache import parse_lock
 
     name, _ = model_settings(root)
-    try:
-        versions = registry.versions(root, name)
-    except Exception:  # noqa: BLE001 - no git or no tags: no versions
-        return set()
     found: set[str] = set()
-    for version in versions:
-        for stage in parse_lock(gitrepo.show_file(root, version.commit, "dvc.lock")).values():
+    for version in _read_registry(root, lambda: registry.versions(root, name)):
+        for stage in _version_lock(root, version.commit).values():
             found |= {*stage.deps.values(), *stage.outs.values()}
     return found
 
@@ -233,6 +300,10 @@ def _version_objects(root: Path) -> set[str]:
 def apply(project: Project, planned: Plan) -> list[Item]:
     """Remove what ``planned`` lists; the cache through `dvc gc` with the same scope (not file by file)."""
     root = project.root
+    if planned.cache_error:  # dvc gc could not read a dvc.lock (or the cache): nothing is removed
+        raise NbprodError(f"the DVC cache could not be checked ({planned.cache_error}); nothing was removed",
+                          "dvc.lock", fix="run 'dvc gc -w -a -T -A --dry' to see which file DVC cannot read, repair "
+                                          "it (git checkout dvc.lock), then run 'nbprod gc --apply' again")
     removed = []
     records = {r.name: r for r in list_records(project)}
     for item in planned.items:
@@ -244,10 +315,9 @@ def apply(project: Project, planned: Plan) -> list[Item]:
         elif item.kind == "log":
             (root / item.path).unlink(missing_ok=True)
         elif item.kind == "worktree":
-            subprocess.run(["git", "worktree", "remove", "--force", item.path], cwd=root, capture_output=True,
-                           check=False)
+            proc.git(root, "worktree", "remove", "--force", item.path)
             shutil.rmtree(item.path, ignore_errors=True)
-            subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True, check=False)
+            proc.git(root, "worktree", "prune")
         else:
             continue
         removed.append(item)

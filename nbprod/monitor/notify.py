@@ -16,6 +16,7 @@ from email.utils import formatdate, make_msgid
 from html import escape
 from pathlib import Path
 
+from ..core.errors import NbprodError
 from ..report.svg import format_number
 from ..core.conditions import lookup
 from .settings import NotifySettings
@@ -61,7 +62,7 @@ def _champion_value(champion: dict | None, name: str) -> float | None:
         return None
     try:
         return lookup(champion, name, "monitor")
-    except Exception:  # noqa: BLE001 - an ambiguous name is reported by the rules, not the email
+    except NbprodError:  # an ambiguous name is reported by the rules, not the email
         return None
 
 

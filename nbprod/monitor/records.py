@@ -91,20 +91,76 @@ def records_dir(project: Project) -> Path:
     return project.root / RECORDS_DIR
 
 
-def list_records(project: Project) -> list[Record]:
-    """Every complete record, oldest first (names start with the UTC time)."""
+@dataclass
+class DamagedRecord:
+    """A record folder whose record.json is missing or unreadable (or, for push, whose files do not
+    match its manifest): listed by name, never skipped. ``reason`` starts with the file it is about."""
+
+    path: Path
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def line(self) -> str:
+        return f"{RECORDS_DIR}/{self.name}: {self.reason}"
+
+
+@dataclass
+class RecordScan:
+    records: list[Record] = field(default_factory=list)    # intact record.json, oldest first
+    damaged: list[DamagedRecord] = field(default_factory=list)
+
+
+def scan_records(project: Project) -> RecordScan:
+    """Every record folder, oldest first (names start with the UTC time), split into readable records
+    and damaged ones. Hidden folders are records being assembled (or pulled) and are not listed."""
     folder = records_dir(project)
+    scan = RecordScan()
     if not folder.is_dir():
-        return []
-    found = []
+        return scan
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not (path / RECORD_FILE).is_file():
+        if path.name.startswith(".") or not path.is_dir():
             continue
         try:
-            found.append(Record(path, json.loads((path / RECORD_FILE).read_text(encoding="utf-8"))))
+            data = json.loads((path / RECORD_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            scan.damaged.append(DamagedRecord(path, f"{RECORD_FILE} is missing"))
+            continue
+        except (OSError, ValueError) as exc:
+            detail = " ".join(str(exc).split())
+            scan.damaged.append(DamagedRecord(path, f"{RECORD_FILE} is not readable JSON ({detail})"))
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("time"), str):
+            scan.damaged.append(DamagedRecord(path, f"{RECORD_FILE} has no \"time\" (not a record nbprod wrote)"))
+            continue
+        try:
+            datetime.fromisoformat(data["time"])
         except ValueError:
-            continue  # `nbprod records verify` reports it
-    return found
+            scan.damaged.append(DamagedRecord(path, f"{RECORD_FILE} has an invalid \"time\" ({data['time']!r})"))
+            continue
+        scan.records.append(Record(path, data))
+    return scan
+
+
+def list_records(project: Project) -> list[Record]:
+    """Every record, oldest first. A damaged record stops the caller (NbprodError naming it): what
+    reads the history (monitor, gc) must not silently work on part of it."""
+    scan = scan_records(project)
+    if scan.damaged:
+        raise damaged_error(scan.damaged)
+    return scan.records
+
+
+def damaged_error(damaged: list[DamagedRecord]) -> NbprodError:
+    first = damaged[0]
+    more = f" (and {len(damaged) - 1} more damaged record(s))" if len(damaged) > 1 else ""
+    return NbprodError(f"{first.reason}; the record is damaged and nothing was changed{more}",
+                       f"{RECORDS_DIR}/{first.name}",
+                       fix="move that folder out of records/ ('nbprod records pull' then restores it if it was "
+                           "pushed); 'nbprod records verify' lists every damaged record")
 
 
 def find_record(project: Project, name: str | None = None) -> Record:
@@ -147,7 +203,19 @@ def create_record(project: Project, events: Path, when: datetime | None = None) 
         "lock": _lock_hashes(lock_text), "environment": _environment_summary(root),
     }
     data["model"], data["production"] = _model_and_production(project, data["lock"])
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
+        _assemble(root, tmp, final, data, stages, run_events)
+    except OSError as exc:  # a full disk, a read-only folder: no half record, one line naming the folder
+        raise NbprodError(f"cannot write record {name} ({exc.strerror or exc}); no record was kept", RECORDS_DIR,
+                          fix="free space (or fix the folder's permissions) and record the next run") from None
+    make_read_only(final)
+    return Record(final, data)
+
+
+def _assemble(root: Path, tmp: Path, final: Path, data: dict, stages: dict, run_events: list[dict]) -> None:
+    """Write the record into ``tmp`` and rename it to ``final``; on any failure ``tmp`` is removed."""
+    name = final.name
     try:
         files: dict[str, bytes] = {}
         metrics = {}
@@ -185,8 +253,6 @@ def create_record(project: Project, events: Path, when: datetime | None = None) 
         make_writable(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    make_read_only(final)
-    return Record(final, data)
 
 
 def verify_record(record: Record) -> list[str]:
@@ -291,11 +357,21 @@ def _read(path: Path) -> bytes | None:
 
 
 def _yaml(path: Path) -> dict:
+    """params.yaml as a mapping; a file that does not parse is refused, never recorded as empty."""
     content = _read(path)
-    try:
-        return (yaml.safe_load(content) or {}) if content else {}
-    except yaml.YAMLError:
+    if not content:
         return {}
+    try:
+        data = yaml.safe_load(content)
+    except yaml.YAMLError as exc:
+        raise NbprodError(f"is not valid YAML ({str(exc).splitlines()[0]}); no record was written", path.name,
+                          fix="fix or restore it (git checkout params.yaml), then record again") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise NbprodError("does not hold a mapping of notebook sections; no record was written", path.name,
+                          fix="fix or restore it (git checkout params.yaml), then record again")
+    return data
 
 
 def _stage_events(events: Path) -> list[dict]:

@@ -11,6 +11,7 @@ checked against their manifest before they appear under ``records/``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -22,8 +23,9 @@ from ..core.project import Project
 from .records import (
     ADDED_FILES,
     MANIFEST,
+    DamagedRecord,
     Record,
-    list_records,
+    scan_records,
     make_read_only,
     make_writable,
     records_dir,
@@ -31,12 +33,14 @@ from .records import (
 )
 
 PREFIX = "nbprod-records"
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Transfer:
     copied: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
+    damaged: list[DamagedRecord] = field(default_factory=list)   # local records not pushed (named by the CLI)
 
 
 def _remote(project: Project, remote: str | None):
@@ -64,16 +68,30 @@ def _remote_names(fs, base: str) -> set[str]:
 
 def push(project: Project, remote: str | None = None) -> Transfer:
     fs, base = _remote(project, remote)
+    try:
+        return _push(project, fs, base)
+    except NbprodError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - each fsspec backend raises its own kinds (OSError, HTTP, cloud SDKs)
+        log.debug("records push failed", exc_info=True)
+        raise NbprodError(f"the DVC remote {base} could not be reached ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:200]}); local records are unchanged", ".dvc/config",
+                          fix="check the remote's address and the network, then push again (a record half "
+                              "uploaded has no manifest there yet and is uploaded again)") from None
+
+
+def _push(project: Project, fs, base: str) -> Transfer:
     there = _remote_names(fs, base)
-    result = Transfer()
-    for record in list_records(project):
+    scan = scan_records(project)
+    result = Transfer(damaged=scan.damaged)
+    for record in scan.records:
         if record.name in there:
             result.present.append(record.name)
             continue
         problems = verify_record(record)
-        if problems:
-            raise NbprodError(f"record {record.name} does not match its manifest ({problems[0]})", "records",
-                              fix="run 'nbprod records verify'; a damaged record is not pushed")
+        if problems:  # never pushed (the remote keeps only intact records); the CLI names it
+            result.damaged.append(DamagedRecord(record.path, problems[0].split(": ", 1)[-1]))
+            continue
         files = [p for p in sorted(record.path.rglob("*")) if p.is_file() and p.name != MANIFEST]
         for path in [*files, record.path / MANIFEST]:
             target = fs.join(base, record.name, path.relative_to(record.path).as_posix())
@@ -86,8 +104,10 @@ def push(project: Project, remote: str | None = None) -> Transfer:
 def pull(project: Project, remote: str | None = None) -> Transfer:
     fs, base = _remote(project, remote)
     folder = records_dir(project)
-    local = {r.name for r in list_records(project)}
-    result = Transfer()
+    scan = scan_records(project)
+    # A damaged local record is not replaced by the remote's copy: the user moves it away first.
+    local = {r.name for r in scan.records} | {d.name for d in scan.damaged}
+    result = Transfer(damaged=scan.damaged)
     for name in sorted(_remote_names(fs, base)):
         if name in local:
             result.present.append(name)

@@ -5,6 +5,7 @@ The order is deliberate: a dashboard or email failure never loses the verdict.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, UTC
 from pathlib import Path
 
 from ..core.project import GENERATED_DIR, Project
@@ -35,7 +36,10 @@ class MonitorOutcome:
 
 
 def monitor(project: Project, record_name: str | None = None, notify: bool = False,
-            dry_run: bool = False) -> MonitorOutcome:
+            dry_run: bool = False, since: datetime | None = None) -> MonitorOutcome:
+    """Check the rules on ``record_name`` (default: the newest record). With ``since`` (when the run
+    being followed started), a record older than that is refused before anything is written: its
+    verdict is an older run's, and reporting it as this run's would hide that this run left no record."""
     settings = load_settings(project.root)  # a malformed rule stops here, before anything is written
     if notify and not dry_run and not settings.notify.smtp:
         from ..core.errors import NbprodError
@@ -48,6 +52,8 @@ def monitor(project: Project, record_name: str | None = None, notify: bool = Fal
         raise NbprodError("--notify needs recipients", "pyproject.toml",
                           fix='set to = ["team@example.com"] under [tool.nbprod.notify]')
     record = find_record(project, record_name)
+    if since is not None:
+        check_since(record, since)
     records = list_records(project)
     latest = records[-1].name == record.name
     records = records[:[r.name for r in records].index(record.name) + 1]  # the history up to this record
@@ -68,6 +74,17 @@ def monitor(project: Project, record_name: str | None = None, notify: bool = Fal
     if notify:
         _notify(project, settings, records, verdicts, champions, outcome, dry_run)
     return outcome
+
+
+def check_since(record: Record, since: datetime) -> None:
+    since = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC).replace(microsecond=0)
+    if record.time < since:  # record times are whole seconds
+        from ..core.errors import NbprodError
+
+        raise NbprodError(f"the record to check ({record.name}, {record.data['time']}) is older than the run it "
+                          f"follows (started {since.isoformat()}); that run left no record, so nothing was checked",
+                          "records", fix="record the run first ('nbprod run --record'; in the Airflow DAG the "
+                                         "nbprod_record task), or see why its stages failed")
 
 
 def project_title(root: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,8 +65,8 @@ def load_stages(project) -> list[StageNode]:
                 for s in load_pipeline(project).to_dict().get("stages", [])]
     except ImportError:
         pass
-    except Exception:  # a broken source notebook must not stop the reports of what did run
-        pass
+    except Exception:  # noqa: BLE001 - a broken source notebook must not stop the reports of what did run
+        logging.getLogger(__name__).debug("pipeline model not loaded; edges from dvc.yaml only", exc_info=True)
     by_name = {n.name: n for n in nodes}
     for node in core:
         if node.name in by_name:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import re
 import time
@@ -126,7 +127,7 @@ def create_app(settings: ServeSettings, prod: LoadedModel | None = None, challen
         model = state.prod.model
         try:
             model.smoke()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the user's model can raise anything: not ready, and why
             return _json(503, {"status": "not ready", "error": f"{type(exc).__name__}: {exc}"}, model.version)
         return _json(200, {"status": "ready", "version": model.version}, model.version)
 
@@ -220,7 +221,8 @@ def _shadow(state: ServeState, request_id: str, body, answer: dict) -> None:
     except ContractError:
         state.metrics.errors.labels("shadow_contract").inc()
         return
-    except Exception:
+    except Exception:  # noqa: BLE001 - the shadow's failure never reaches the caller: counted in /metrics
+        logging.getLogger(__name__).debug("shadow prediction failed", exc_info=True)
         state.metrics.errors.labels("shadow_model").inc()
         return
     took = time.perf_counter() - start

@@ -1,7 +1,8 @@
 """The prediction log: one JSON line per answered request, written by a background thread so that
 logging never blocks a request. The queue is bounded; when it is full the entry is dropped and
-counted. Each worker process writes its own file (``predictions-<pid>.jsonl``), rotated by size
-into ``predictions-<pid>.jsonl.1`` .. ``.N`` (N = log_keep rotated files, ``.N`` oldest), so no two
+counted, and so is an entry the disk refused (the file is cut back to its last whole line). Each
+worker process writes its own file (``predictions-<pid>.jsonl``), rotated by size into
+``predictions-<pid>.jsonl.1`` .. ``.N`` (N = log_keep rotated files, ``.N`` oldest), so no two
 processes share a file.
 
 Line format (documented in the README, read by drift monitoring)::
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import queue
 import threading
@@ -24,6 +26,7 @@ from pathlib import Path
 from collections.abc import Callable
 
 FILE_PREFIX = "predictions-"
+log = logging.getLogger(__name__)
 _STOP = object()
 
 
@@ -33,6 +36,7 @@ class PredictionLog:
         self.folder, self.max_bytes, self.keep, self.inputs = folder, max_bytes, keep, inputs
         self.on_drop = on_drop
         self.dropped = 0
+        self._failing = False   # the last write failed (logged once until a write succeeds again)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._write_loop, name="nbprod-predlog", daemon=True)
         self.path = folder / f"{FILE_PREFIX}{os.getpid()}.jsonl"
@@ -65,28 +69,73 @@ class PredictionLog:
             self._thread.join(timeout)
 
     def _write_loop(self) -> None:
-        handle = open(self.path, "a", encoding="ascii")
-        size = self.path.stat().st_size
+        handle = open(self.path, "ab", buffering=0)
+        size = self.path.stat().st_size  # bytes known to be whole lines on disk
         try:
             while True:
                 entry = self._queue.get()
+                batch: list[bytes] = []
                 while entry is not _STOP:
-                    line = _line(entry, self.inputs)  # ASCII (json escapes the rest): characters == bytes
-                    handle.write(line)
-                    size += len(line)
-                    if size >= self.max_bytes:
+                    line = _line(entry, self.inputs).encode("ascii")  # json escapes the rest
+                    batch.append(line)
+                    if size + sum(map(len, batch)) >= self.max_bytes:
+                        size = self._write(handle, batch, size)
+                        batch = []
                         handle.close()
                         self._rotate()
-                        handle, size = open(self.path, "a", encoding="ascii"), 0
+                        handle, size = open(self.path, "ab", buffering=0), 0
                     try:
                         entry = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                handle.flush()  # once per drained batch: readers see whole lines soon, few syscalls
+                size = self._write(handle, batch, size)  # once per drained batch: few syscalls
                 if entry is _STOP:
                     return
         finally:
             handle.close()
+
+    def _write(self, handle, batch: list[bytes], size: int) -> int:
+        """Append whole lines; on a write error (a full disk) cut the file back to its last whole line,
+        keep what still fits line by line, count the rest as dropped and go on (space may come back)."""
+        if not batch:
+            return size
+        try:
+            return self._append(handle, b"".join(batch), size)
+        except OSError as exc:
+            error = exc
+        for done, line in enumerate(batch):
+            try:
+                size = self._append(handle, line, size)
+            except OSError as exc:
+                error, lost = exc, len(batch) - done
+                break
+        else:
+            return size
+        if not self._failing:
+            log.error("prediction log %s: cannot write (%s); entries are dropped and counted in /metrics "
+                      "(nbprod_serve_predlog_dropped) until it can", self.path, error.strerror or error)
+        self._failing = True
+        self.dropped += lost
+        for _ in range(lost):
+            self.on_drop()
+        return size
+
+    def _append(self, handle, data: bytes, size: int) -> int:
+        """Write all of ``data`` after ``size`` bytes, or cut the file back to ``size`` and raise."""
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[handle.write(view):]
+        except OSError:
+            try:
+                os.truncate(self.path, size)
+            except OSError:
+                log.debug("cannot cut %s back to %d bytes", self.path, size, exc_info=True)
+            raise
+        if self._failing:
+            log.warning("prediction log %s: writing again", self.path)
+            self._failing = False
+        return size + len(data)
 
     def _rotate(self) -> None:
         oldest = self.path.with_name(f"{self.path.name}.{self.keep}")

@@ -31,7 +31,8 @@ class ServeMetrics:
                              ["variant", "version"], multiprocess_mode="liveall", **kw)
         self.swaps = Counter("nbprod_serve_swaps", "Hot swaps of the production version by result",
                              ["result"], **kw)
-        self.dropped = Counter("nbprod_serve_predlog_dropped", "Prediction log entries dropped (queue full)", **kw)
+        self.dropped = Counter("nbprod_serve_predlog_dropped",
+                               "Prediction log entries dropped (queue full or disk full)", **kw)
         self.shadow_disagree = Counter("nbprod_serve_shadow_disagreements",
                                        "Rows where the shadow's prediction differs from production", **kw)
 

@@ -27,7 +27,7 @@ def preload(settings: ServeSettings) -> tuple[LoadedModel, LoadedModel | None]:
             loaded.append(load_version(root, info, settings.max_batch, extra))
         except NbprodError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the user's model code can raise anything: one line for it
             raise NbprodError(f"cannot serve {info.tag}: loading or its smoke prediction failed "
                               f"({type(exc).__name__}: {str(exc)[:200]})", info.model_path,
                               fix="serve another version (--version) or roll production back") from None
@@ -47,17 +47,25 @@ def _require_free(host: str, port: int) -> None:
                           fix="choose another --port, or stop what listens there") from None
 
 
-def serve(settings: ServeSettings) -> None:
+def serve(settings: ServeSettings, access_log: bool = False) -> None:
+    """Serve until stopped; nbprod's and uvicorn's logs go to stderr as JSON lines (``access_log``:
+    one line a request, off by default: the prediction log already holds every answer)."""
+    import logging
+
     import uvicorn
 
+    from ..core.logger import NAME, configure, uvicorn_log_config
+
+    level = min(logging.getLogger(NAME).getEffectiveLevel(), logging.INFO)  # -v / NBPROD_LOG_LEVEL may lower it
+    configure(level, json_lines=True)
     _require_free(settings.host, settings.port)
     prod, challenger = preload(settings)
     where = f"http://{settings.host}:{settings.port}"
     mode = f"pinned to {prod.version}" if settings.version else f"polling tags every {settings.poll_interval:g} s"
     extra = f", challenger {challenger.version} ({'shadow' if settings.shadow else 'split'})" if challenger else ""
     say(f"serving {settings.model}@{prod.version} on {where} with {settings.workers} worker(s), {mode}{extra}")
-    common = {"host": settings.host, "port": settings.port, "log_level": "warning", "access_log": False,
-              "timeout_graceful_shutdown": 5}
+    common = {"host": settings.host, "port": settings.port, "access_log": access_log,
+              "log_config": uvicorn_log_config(level), "timeout_graceful_shutdown": 5}
     if settings.workers == 1:
         from .app import create_app
 

@@ -6,7 +6,7 @@ swapped in, the old one keeps serving, and the failure is counted in /metrics.""
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 from pathlib import Path
 from collections.abc import Callable
@@ -46,7 +46,8 @@ class Poller:
         while not self._stop.wait(self.interval):
             try:
                 self.check()
-            except Exception as exc:  # the poller must survive anything; the old model keeps serving
+            except Exception as exc:  # noqa: BLE001 - the poller must survive anything; the old model keeps serving
+                log.debug("registry poll failed", exc_info=True)
                 self.on_failure("?", f"{type(exc).__name__}: {exc}")
 
     def check(self) -> bool:
@@ -61,7 +62,8 @@ class Poller:
             return False
         try:
             loaded = self.load(info)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a user's model can raise anything; it is not swapped in
+            log.debug("loading %s failed", info.version, exc_info=True)
             self.on_failure(info.version, f"{type(exc).__name__}: {exc}")
             return False
         previous = self.slot.swap(loaded)
@@ -69,5 +71,9 @@ class Poller:
         return True
 
 
+log = logging.getLogger(__name__)
+
+
 def say(message: str) -> None:
-    print(f"nbprod serve: {message}", file=sys.stderr, flush=True)
+    """What the service tells its operator: an info line of the nbprod logger (JSON lines under serve)."""
+    log.info(message)

@@ -158,3 +158,67 @@ def test_airflow_dags_test_runs_the_example_project_like_nbprod_run(tmp_path, te
     for name in metrics:
         assert json.loads((by_airflow / "metrics" / name).read_text()) == \
             json.loads((by_nbprod / "metrics" / name).read_text())
+
+
+MONITORED = [
+    (["parameters"], "scale = 1"),
+    (["stage:a"], "left = 20 * scale"),
+    (["stage:b"], "import nbprod\ntotal = left + 22\nnbprod.record('total', total)"),
+]
+
+
+def _monitored_project(root: Path) -> Path:
+    root = flow_project(root, MONITORED, "af")
+    with open(root / "pyproject.toml", "a", encoding="utf-8") as handle:
+        handle.write('\n[tool.nbprod.monitor]\ntotal = ">= 0"\n')
+    subprocess.run(["git", "commit", "-qam", "monitor rules"], cwd=root, check=True)
+    return root
+
+
+def test_monitor_since_refuses_an_older_record(tmp_path):
+    """What the DAG's monitor task does when its run left no record: exit 2, one line, nothing written."""
+    from helpers.projects import tree_digest
+
+    root = _monitored_project(tmp_path / "p")
+    nbprod("run", "--record", "--no-report", cwd=root)
+    before = tree_digest(root)
+    done = nbprod("monitor", "--since", "2099-01-01T00:00:00+00:00", cwd=root, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    line, = done.stderr.strip().splitlines()
+    assert "is older than the run it follows" in line and "nothing was checked" in line
+    assert tree_digest(root) == before
+    dag = nbprod("export", "airflow", cwd=root)
+    assert "Wrote" in dag.stdout
+    text = (root / "dags" / "nbprod_p.py").read_text()
+    assert "t_b] >> t_nbprod_record >> t_nbprod_monitor" in text
+    assert "monitor --since '{{{{ dag_run.start_date }}}}'" in text
+
+
+@pytest.mark.slow
+def test_airflow_dags_test_twice_checks_each_runs_own_record(tmp_path, airflow_python):
+    """Two DAG runs, the input changed between them: each run records itself and its monitor task
+    checks that record (the second verdict is on the second run's metrics)."""
+    root = _monitored_project(tmp_path / "p")
+    nbprod("export", "airflow", "--retries", "0", cwd=root)
+    env = _airflow_env(tmp_path / "airflow", root / "dags")
+    airflow = str(airflow_python.parent / "airflow")
+    migrated = subprocess.run([airflow, "db", "migrate"], capture_output=True, text=True, env=env, timeout=500)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    verdicts = []
+    for scale, total in ((1, 42), (2, 62)):
+        params = root / "params.yaml"
+        params.write_text(params.read_text().replace(f"scale: {3 - scale}", f"scale: {scale}"))
+        tested = subprocess.run([airflow, "dags", "test", "nbprod_p"], capture_output=True, text=True, env=env,
+                                timeout=500)
+        assert tested.returncode == 0, (tested.stdout + tested.stderr)[-5000:]
+        records = sorted(p for p in (root / "records").iterdir() if p.is_dir())
+        assert len(records) == len(verdicts) + 1, "each DAG run leaves exactly one record"
+        newest = records[-1]
+        assert json.loads((newest / "metrics" / "metrics" / "b.json").read_text())["total"] == total
+        alerts = json.loads((newest / "alerts.json").read_text())
+        assert alerts["record"] == newest.name
+        check, = alerts["checks"]
+        assert check["rule"] == "total >= 0" and check["value"] == total and check["passed"]
+        verdicts.append(alerts)
+    first = sorted(p for p in (root / "records").iterdir() if p.is_dir())[0]
+    assert json.loads((first / "alerts.json").read_text())["checks"][0]["value"] == 42  # left as it was
