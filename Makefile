@@ -62,6 +62,7 @@ test-quick: install
 bench: install
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.serving
+	$(PY) -m benchmarks.explain_serving
 
 clean:
 	rm -rf $(VENV) extension/node_modules extension/lib extension/labextension extension/build-test

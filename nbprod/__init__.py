@@ -20,6 +20,7 @@ _LAZY = {
     "validate": "nbprod.contracts.validation:validate",
     "drift": "nbprod.contracts.drift:drift",
     "fairness": "nbprod.fairness:fairness",
+    "explain": "nbprod.explain:explain",
     "panel": "nbprod.widgets.panel:panel",
     "params_form": "nbprod.widgets.params_form:params_form",
 }

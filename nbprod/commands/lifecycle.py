@@ -163,7 +163,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(f"No registry history for {model!r} yet (run 'nbprod retrain', then 'nbprod approve').")
         return 0
     for event in events:
-        print(_history_line(event))
+        print(_history_line(event) + _card_link(project.root, event))
     _print_waiting(project.root, model)
     return 0
 
@@ -179,6 +179,17 @@ def _print_waiting(root, model) -> None:
             verdict = "passed its gates" if candidate.passed else "FAILED a gate"
             print(f"waiting for a decision: candidate {candidate_id} ({verdict}, trained "
                   f"{candidate.record.get('created', '?')[:19].replace('T', ' ')})")
+
+
+def _card_link(root, event) -> str:
+    """Where an approved version's model card is, or the command that writes it."""
+    if event.action != "approve" or not event.version:
+        return ""
+    from ..modelcard.build import card_paths
+
+    card = card_paths(root, event.model, event.version).html
+    return f" [card: {card.relative_to(root).as_posix()}]" if card.is_file() else \
+        f" [card: nbprod card {event.version}]"
 
 
 def _history_line(event) -> str:

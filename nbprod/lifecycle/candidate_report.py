@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 
+from ..explain.compare import comparison_html as importance_html
 from ..fairness.compare import comparison_html
 
 
@@ -44,6 +45,8 @@ def render_comparison(record: dict) -> str:
     cid = html.escape(record.get("candidate", ""))
     # Candidate vs champion group by group, when the pipeline records nbprod.fairness metrics.
     fairness = comparison_html(cand, champ if champion else None)
+    # Features whose share of the importance or rank moved, when the pipeline calls nbprod.explain.
+    importance = importance_html(cand, champ if champion else None)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Candidate {cid}</title>
 <style>
@@ -64,6 +67,7 @@ environment: python {html.escape(str((record.get("environment") or {}).get("pyth
 <table><tr><th>gate</th><th>result</th><th>candidate</th><th>threshold</th><th>note</th></tr>{''.join(gates) or
 '<tr><td colspan=5>no gates declared in [tool.nbprod.gates]</td></tr>'}</table>
 {fairness}
+{importance}
 <h2>Metrics</h2>
 <table><tr><th>file</th><th>metric</th><th>champion</th><th>candidate</th><th>change</th></tr>{''.join(rows)}</table>
 <h2>What the candidate was built from</h2>

@@ -1,4 +1,5 @@
-"""The ASGI app of ``nbprod serve`` (FastAPI): /predict, /healthz, /readyz, /model, /metrics.
+"""The ASGI app of ``nbprod serve`` (FastAPI): /predict, /healthz, /readyz, /model, /metrics (and /explain
+when ``[tool.nbprod.serve] explain = true``: ``explaining.py``).
 
 Every response carries ``X-Model-Version``. With ``NBPROD_SERVE_TOKEN`` set, every path but /healthz
 needs ``Authorization: Bearer TOKEN``. No endpoint takes a path or a version from the request: the
@@ -44,7 +45,7 @@ class ServeState:
         self.root = Path(settings.root)
         self.extra_keys = frozenset({settings.route_field} if settings.route_field else ())
         self.metrics = ServeMetrics()
-        prod = prod or self.load(resolve(self.root, settings.model, settings.version))
+        prod = self.explainable(prod) if prod else self.load(resolve(self.root, settings.model, settings.version))
         self.prod = ModelSlot(prod)
         self.metrics.serving(PROD, prod.version)
         self.challenger: LoadedModel | None = None
@@ -63,7 +64,15 @@ class ServeState:
                                  self._swapped, self._swap_failed)
 
     def load(self, info) -> LoadedModel:
-        return load_version(self.root, info, self.settings.max_batch, self.extra_keys)
+        return self.explainable(load_version(self.root, info, self.settings.max_batch, self.extra_keys))
+
+    def explainable(self, loaded: LoadedModel) -> LoadedModel:
+        """With /explain on, the version's explainer, built once per load: at start and on each swap."""
+        if self.settings.explain and loaded.explainer is None and loaded.explain_error is None:
+            from .explaining import attach
+
+            attach(self.root, loaded)
+        return loaded
 
     def _swapped(self, old: str, new: str) -> None:
         self.metrics.swaps.labels("ok").inc()
@@ -176,6 +185,10 @@ def create_app(settings: ServeSettings, prod: LoadedModel | None = None, challen
             response.background = BackgroundTask(_shadow, state, request_id, body, answer)
         return response
 
+    if settings.explain:
+        from .explaining import add_route
+
+        add_route(app, state, _read_json, _json, max_body)
     return _Guard(app, os.environ.get(TOKEN_ENV) or None, lambda: state.prod.model.version)
 
 

@@ -21,6 +21,8 @@ class LoadedModel:
     contract: contracts.Contract
     smoke_record: dict
     smoke_source: str
+    explainer: object | None = None        # explaining.ServedExplainer, when /explain is on and possible
+    explain_error: str | None = None       # why this version cannot be explained (one line)
 
     @property
     def version(self) -> str:

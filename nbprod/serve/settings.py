@@ -38,6 +38,10 @@ class ServeSettings:
     log_keep: int = 5
     log_queue: int = 10_000
     metrics_dir: str | None = None         # prometheus multiprocess folder (set when workers > 1)
+    explain: bool = False                  # POST /explain: per-row SHAP contributions (off by default)
+    explain_max_rows: int = 20             # rows one /explain request may ask for
+    explain_timeout: float = 2.0           # seconds one /explain may compute before it answers 503
+    explain_share: float = 0.05            # most of a worker's time spent explaining (else 429)
 
     @property
     def challenger(self) -> str | None:
@@ -53,7 +57,9 @@ class ServeSettings:
 
 _TYPES = {"poll_interval": (int, float), "route_header": str, "route_field": str, "max_batch": int,
           "max_body_bytes": int, "log": bool, "log_dir": str, "log_inputs": str, "log_max_bytes": int,
-          "log_keep": int, "log_queue": int, "split": dict, "shadow": str}
+          "log_keep": int, "log_queue": int, "split": dict, "shadow": str,
+          "explain": bool, "explain_max_rows": int, "explain_timeout": (int, float),
+          "explain_share": (int, float)}
 
 
 def load_settings(root: Path, model: str, **options) -> ServeSettings:
@@ -103,6 +109,12 @@ def _check(s: ServeSettings) -> None:
     for key in ("max_batch", "max_body_bytes", "log_max_bytes", "log_keep", "log_queue"):
         if getattr(s, key) < 1:
             raise bad(key, "must be at least 1", "give a positive number")
+    if s.explain_max_rows < 1:
+        raise bad("explain_max_rows", "must be at least 1", "the default is 20")
+    if not 0 < s.explain_share <= 1:
+        raise bad("explain_share", "must be more than 0 and at most 1", "the default is 0.05")
+    if not 0 < s.explain_timeout <= 60:
+        raise bad("explain_timeout", "must be between 0 and 60 seconds", "the default is 2.0")
     if not 1 <= s.workers <= 64:
         raise NbprodError(f"--workers {s.workers} is out of range", "--workers", fix="give 1 to 64 workers")
     if s.route_header and not s.route_header.replace("-", "").isalnum():
