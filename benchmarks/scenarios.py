@@ -270,3 +270,8 @@ SCENARIOS.update({"dask-parallel": dask_parallel, "dask-overhead": dask_overhead
 from .monitor import dashboard_records  # noqa: E402
 
 SCENARIOS.update({"dashboard": dashboard_records})
+
+# Feedback (issue 25): 1,000,000 predictions joined with 1,000,000 outcomes, live figures per variant.
+from .feedback import feedback_join  # noqa: E402
+
+SCENARIOS.update({"feedback-join": feedback_join})

@@ -139,6 +139,19 @@ def compare(work: Path, root: Path, size: Size, requests: int, rounds: int) -> l
     ]
 
 
+def feedback_throughput(root: Path, requests: int, rounds: int) -> list[Row]:
+    """/predict alone, then with /feedback traffic alongside, alternating on one nbprod serve."""
+    from .feedback import alongside
+
+    served = Server([P.tool("nbprod"), "serve", "--port", "{port}"], cwd=root)
+    try:
+        body = one_row_body(root)
+        generate(f"{served.url}/predict", body, CONNECTIONS, 200, 30)  # warm-up
+        return alongside(served.url, body, requests, rounds, CONNECTIONS)
+    finally:
+        served.stop()
+
+
 def _tag_watch(root: Path, stop: threading.Event, seen: list) -> None:
     """Record when each new registry tag appears (polling git every 50 ms), the clock the swap runs on."""
     from nbprod.serve.loader import prod_tags
@@ -209,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         root = make_project(work)
         print("throughput and latency ...", file=sys.stderr, flush=True)
         rows = compare(work, root, size, requests, rounds)
+        print("/predict with /feedback alongside ...", file=sys.stderr, flush=True)
+        rows += feedback_throughput(root, requests, rounds)
         print("hot swap ...", file=sys.stderr, flush=True)
         rows += swap_time(root, 1 if args.tiny else 2)
     elapsed = time.perf_counter() - started

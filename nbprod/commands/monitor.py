@@ -103,12 +103,22 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     rel = project.rel
     if args.json:
         served = outcome.served and {"status": outcome.served.status, "note": outcome.served.note}
+        live = outcome.live and {"status": outcome.live.status, "note": outcome.live.note,
+                                 "verdict": outcome.live.details.get("verdict")}
         print(json.dumps({**outcome.verdict.to_dict(), "dashboard": rel(outcome.dashboard),
-                          "email": outcome.email, "served": served}, indent=2))
+                          "email": outcome.email, "served": served, "live": live,
+                          "policy": outcome.policy and outcome.policy.to_dict()}, indent=2))
     else:
         _print_checks(outcome)
         if outcome.served is not None:
             print(f"Served inputs: {outcome.served.note}")
+        if outcome.live is not None:
+            print(f"Live quality: {outcome.live.note}")
+            verdict = outcome.live.details.get("verdict")
+            if verdict:
+                print(f"A/B test: {verdict['text']}")
+        if outcome.policy is not None:
+            print(f"Policy rollback_on: {outcome.policy.text}")
         print(f"Alerts: {rel(outcome.alerts_path)}")
         print(f"Dashboard: {rel(outcome.dashboard)}")
         if outcome.email == "written":

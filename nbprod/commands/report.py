@@ -79,8 +79,12 @@ def _compare_variants(root: Path, args: argparse.Namespace) -> int:
 
     folder = args.variants if args.variants.is_absolute() else root / args.variants
     stats = compare_variants(folder, args.outcomes)
+    from ..feedback.live import attach_live, print_live
+
+    rows, live = attach_live(root, folder, [s.to_dict() for s in stats])
     if args.json:
-        print(json.dumps([s.to_dict() for s in stats], indent=2))
+        print(json.dumps(rows, indent=2))
     else:
         print_variants(stats)
+        print_live(live)
     return 0

@@ -26,6 +26,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     project = find_project()
     config = load_config(project)
+    from ..feedback.settings import load_feedback_settings
+
+    load_feedback_settings(project.root)  # a bad [tool.nbprod.feedback] stops here, not in a worker
     settings = load_settings(project.root, config.model_name, host=args.host, port=args.port,
                              workers=args.workers, version=args.model_version, poll_interval=args.poll_interval)
     serve(settings, access_log=args.access_log)

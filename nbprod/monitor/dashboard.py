@@ -64,7 +64,7 @@ def headline_metrics(rules: list[Rule], records: list[Record]) -> list[str]:
     if names or not records:
         return names
     latest = records[-1].metrics
-    return [n for values in latest.values() for n in values if not _is_drift(n)][:6]
+    return [n for values in latest.values() for n in values if not _is_drift(n) and not n.startswith("live.")][:6]
 
 
 DRIFT_FAMILIES = (("drift.", ""), ("served.drift.", "served inputs: "))  # (metric prefix, chart title prefix)
@@ -100,6 +100,7 @@ def dashboard_html(title: str, records: list[Record], verdicts: list[Verdict], r
     for metric in headline:
         parts.append(_metric_chart(metric, records, times, verdicts, markers, revisions))
     parts.append("</div>")
+    parts.append(live_section(records, times, verdicts, markers))
     parts.append(_drift_section(records, times, verdicts))
     parts.append(_durations_section(records, times))
     parts.append(_records_table(records, verdicts, headline, link_base))
@@ -203,6 +204,33 @@ def _safe_lookup(metrics: dict[str, dict], metric: str):
         return lookup(metrics, metric, "monitor")
     except NbprodError:
         return None
+
+
+def live_section(records, times, verdicts, markers) -> str:
+    """Live quality (outcomes joined with predictions): realised against ESTIMATED accuracy over time,
+    per variant; the latest A/B verdict in words."""
+    latest = next((r.live for r in reversed(records) if r.live and r.live.get("metrics")), None)
+    if latest is None:
+        return ""
+    out = ['<h2>Live quality</h2><p class="muted">' + escape(latest.get("note", "")) + ". Estimated figures "
+           "come from the logged probabilities alone (before outcomes arrive); the realised ones from the "
+           "outcomes.</p>"]
+    verdict = latest.get("verdict")
+    if verdict:
+        out.append(f'<p id="ab-verdict"><b>A/B test:</b> {escape(verdict["text"])}</p>')
+    out.append('<div class="charts" id="live">')
+    for variant in ("prod", "challenger"):
+        for figure in ("accuracy", "roc_auc", "mae"):
+            realised, estimated = f"live.{variant}.{figure}", f"live.{variant}.estimated_{figure}"
+            lines, alerts = _rule_lines(realised, records, times, verdicts)
+            series = [_metric_series(realised, records, times, alerts, name=f"{realised} (realised)"),
+                      _metric_series(estimated, records, times, set(), PALETTE[1 % len(PALETTE)],
+                                     f"{estimated} (ESTIMATED)")]
+            series = [s for s in series if s.points]
+            if series:
+                out.append(time_chart(f"live {figure}, {variant}", series, lines, markers))
+    out.append("</div>")
+    return "".join(out)
 
 
 def _drift_section(records, times, verdicts) -> str:

@@ -83,11 +83,14 @@ def build_message(settings: NotifySettings, project: str, record: Record, verdic
                      + (f" ({alert.note})" if alert.note else ""))
     lines += ["", "Key metrics (this run / previous run / champion):"]
     lines += [f"  {k.name}: {_n(k.value)} / {_n(k.previous)} / {_n(k.champion)}" for k in metrics]
+    ab = ((record.live or {}).get("verdict") or {}).get("text")  # live outcomes (nbprod.feedback)
+    if ab:
+        lines += ["", f"A/B test: {ab}"]
     lines += ["", f"Dashboard: {dashboard}", f"Record: records/{record.name}"]
     message.set_content("\n".join(lines) + "\n")
     cid = make_msgid("chart")
     message.add_alternative(_html(project, when, production, verdict, metrics, cid if chart_png else None,
-                                  dashboard, record.name), subtype="html")
+                                  dashboard, record.name, ab), subtype="html")
     if chart_png:
         message.get_payload()[1].add_related(chart_png, "image", "png", cid=cid, filename="chart.png",
                                              disposition="inline")
@@ -98,7 +101,8 @@ def _n(value) -> str:
     return "—" if value is None else format_number(value)
 
 
-def _html(project, when, production, verdict: Verdict, metrics: list[KeyMetric], cid, dashboard, name) -> str:
+def _html(project, when, production, verdict: Verdict, metrics: list[KeyMetric], cid, dashboard, name,
+          ab: str | None = None) -> str:
     colour = "#b3261e" if verdict.alerts else "#137333"
     state = f"{len(verdict.alerts)} alert(s)" if verdict.alerts else "All checks passed"
     alerts = "".join(f"<li><b>{escape(a.rule)}</b>: value {_n(a.value)}, threshold {_n(a.threshold)}"
@@ -113,6 +117,7 @@ def _html(project, when, production, verdict: Verdict, metrics: list[KeyMetric],
             + (f"<ul>{alerts}</ul>" if alerts else "")
             + "<table cellpadding=\"6\" style=\"border-collapse:collapse\" border=\"1\"><tr><th>Metric</th>"
               "<th>This run</th><th>Previous run</th><th>Champion</th></tr>" + rows + "</table>"
+            + (f"<p><b>A/B test:</b> {escape(ab)}</p>" if ab else "")
             + image + f"<p>Dashboard: {escape(dashboard)}<br>Record: records/{escape(name)}</p></body></html>")
 
 

@@ -35,7 +35,8 @@ MANIFEST = "manifest.json"
 RECORD_FILE = "record.json"
 ALERTS_FILE = "alerts.json"
 SERVED_FILE = "served_drift.json"   # served.drift.* metrics (nbprod.monitor.served_inputs)
-ADDED_FILES = (ALERTS_FILE, SERVED_FILE)  # written by nbprod monitor, outside the manifest
+LIVE_FILE = "live_quality.json"     # live.* metrics: outcomes joined with predictions (nbprod.feedback.live)
+ADDED_FILES = (ALERTS_FILE, SERVED_FILE, LIVE_FILE)  # written by nbprod monitor, outside the manifest
 FORMAT = 1
 _STAGE_EVENTS = {"run_start", "stage_start", "stage_end", "run_end"}
 
@@ -58,9 +59,11 @@ class Record:
     @property
     def metrics(self) -> dict[str, dict]:
         """The run's metrics files, plus the served-input drift monitor added (as its own "file")."""
-        served = self.served
-        metrics = self.data.get("metrics", {})
-        return {**metrics, SERVED_FILE: served["metrics"]} if served and served.get("metrics") else metrics
+        metrics = dict(self.data.get("metrics", {}))
+        for name, added in ((SERVED_FILE, self.served), (LIVE_FILE, self.live)):
+            if added and added.get("metrics"):
+                metrics[name] = added["metrics"]
+        return metrics
 
     @property
     def durations(self) -> dict[str, float]:
@@ -78,6 +81,10 @@ class Record:
     @cached_property
     def served(self) -> dict | None:
         return _read_json(self.path / SERVED_FILE)
+
+    @cached_property
+    def live(self) -> dict | None:
+        return _read_json(self.path / LIVE_FILE)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -280,6 +287,11 @@ def write_alerts(record: Record, alerts: dict) -> Path:
     return _write_added(record, ALERTS_FILE, alerts)
 
 
+def write_live(record: Record, live: dict) -> Path:
+    """Write (or rewrite: more outcomes arrived) the record's live_quality.json; read-only stays."""
+    return _write_added(record, LIVE_FILE, live)
+
+
 def write_served(record: Record, served: dict) -> Path:
     """Write (or rewrite: the log grew) the record's served_drift.json; the record stays read-only."""
     return _write_added(record, SERVED_FILE, served)
@@ -299,6 +311,7 @@ def _write_added(record: Record, name: str, content: dict) -> Path:
         record.path.chmod(0o555)
     record.__dict__.pop("alerts", None)
     record.__dict__.pop("served", None)
+    record.__dict__.pop("live", None)
     return path
 
 

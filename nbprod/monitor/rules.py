@@ -12,6 +12,7 @@ from .records import Record
 
 DURATION = "duration."
 SERVED = "served."  # drift of the served inputs, added by nbprod monitor (monitor/served.py)
+LIVE = "live."      # live quality from outcomes, added by nbprod monitor (feedback/live.py)
 
 
 @dataclass
@@ -79,6 +80,7 @@ def evaluate(record: Record, earlier: list[Record], rules: list[Rule], champions
         if value is None:
             why = ("the stage did not run (up to date)" if rule.metric.startswith(DURATION)
                    else _served_why(record) if rule.metric.startswith(SERVED)
+                   else _live_why(record) if rule.metric.startswith(LIVE)
                    else "not recorded in this record")
             verdict.checks.append(Check(rule.text, None, None, None, why + "; not checked"))
             continue
@@ -95,6 +97,16 @@ def _served_why(record: Record) -> str:
     if served is None:
         return "no prediction log of nbprod serve was checked with this record"
     return served.get("note") or "no served inputs were compared"
+
+
+def _live_why(record: Record) -> str:
+    live = record.live
+    if live is None:
+        return "no outcomes were joined with predictions for this record"
+    for group in live.get("groups") or []:
+        if group.get("quality"):
+            return f"{group['variant']} {group['version']}: {group['quality']}"
+    return live.get("note") or "no live quality was measured"
 
 
 def evaluate_history(records: list[Record], rules: list[Rule], champions: ChampionMetrics) -> list[Verdict]:

@@ -58,6 +58,7 @@ class MonitorSettings:
     notify: NotifySettings = field(default_factory=NotifySettings)
     retention: Retention = field(default_factory=Retention)
     served: ServedWindow = field(default_factory=ServedWindow)
+    rollback_on: list[str] = field(default_factory=list)  # metrics whose alert rolls production back
 
 
 def load_settings(root: Path) -> MonitorSettings:
@@ -66,15 +67,29 @@ def load_settings(root: Path) -> MonitorSettings:
     raw = read_config(root)
     table = raw.get("monitor", {})
     served = _served(table) if isinstance(table, dict) else ServedWindow()
+    rollback_on = table.get("rollback_on", []) if isinstance(table, dict) else []
     if isinstance(table, dict):
-        table = {k: v for k, v in table.items() if k not in SERVED_KEYS}
+        table = {k: v for k, v in table.items() if k not in SERVED_KEYS and k != "rollback_on"}
     rules = parse_rules(table, "monitor")
+    _check_rollback_on(rollback_on, rules)
     for rule in rules:
         if rule.metric.startswith("duration.") and not rule.metric[len("duration."):]:
             raise NbprodError("[tool.nbprod.monitor] duration. needs a stage name", WHERE,
                               fix='write duration.train = "<= 2 * median(last 10)"')
     return MonitorSettings(rules, _notify(raw.get("notify", {})), _retention(raw.get("records", {}), raw.get("gc", {})),
-                           served)
+                           served, list(rollback_on))
+
+
+def _check_rollback_on(names, rules: list[Rule]) -> None:
+    """``rollback_on``: a list of live.* metrics, each checked by a rule of the same table."""
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.startswith("live.") for n in names):
+        raise NbprodError(f"[tool.nbprod.monitor] rollback_on = {names!r} must be a list of live.* metrics", WHERE,
+                          fix='write rollback_on = ["live.accuracy"]')
+    checked = {rule.metric for rule in rules}
+    for name in names:
+        if name not in checked:
+            raise NbprodError(f"[tool.nbprod.monitor] rollback_on names {name}, which no rule checks", WHERE,
+                              fix=f'add a rule such as "{name}" = ">= 0.9" to [tool.nbprod.monitor]')
 
 
 def _served(table: dict) -> ServedWindow:

@@ -16,7 +16,7 @@ from .dashboard import (
     registry_markers,
     render_dashboard,
 )
-from .records import Record, find_record, list_records, model_settings, write_alerts, write_served
+from .records import Record, find_record, list_records, model_settings, write_alerts, write_live, write_served
 from .rules import ChampionMetrics, Verdict, evaluate_history
 from .served_inputs import NO_LOG, ServedDrift, served_drift
 
@@ -33,6 +33,8 @@ class MonitorOutcome:
     email_path: Path | None = None
     email_error: str | None = None
     served: ServedDrift | None = None  # None when an older record was checked (its served drift is kept)
+    live: object | None = None         # feedback.live.LiveQuality of the latest record, likewise
+    policy: object | None = None       # feedback.policy.PolicyOutcome when rollback_on is set
 
 
 def monitor(project: Project, record_name: str | None = None, notify: bool = False,
@@ -41,6 +43,9 @@ def monitor(project: Project, record_name: str | None = None, notify: bool = Fal
     being followed started), a record older than that is refused before anything is written: its
     verdict is an older run's, and reporting it as this run's would hide that this run left no record."""
     settings = load_settings(project.root)  # a malformed rule stops here, before anything is written
+    from ..feedback.settings import load_feedback_settings
+
+    feedback = load_feedback_settings(project.root)
     if notify and not dry_run and not settings.notify.smtp:
         from ..core.errors import NbprodError
 
@@ -57,20 +62,32 @@ def monitor(project: Project, record_name: str | None = None, notify: bool = Fal
     records = list_records(project)
     latest = records[-1].name == record.name
     records = records[:[r.name for r in records].index(record.name) + 1]  # the history up to this record
-    served = None
+    served = live = None
     if latest:  # the log holds what was served up to now: it belongs with the newest record only
         served = served_drift(project, settings.served)
         if served.status != NO_LOG:
             write_served(record, served.to_dict())
+        from ..feedback.live import NO_LOG as NO_PREDICTIONS, live_quality
+
+        live = live_quality(project.root, feedback)
+        if live.status != NO_PREDICTIONS:
+            write_live(record, live.to_dict())
     champions = ChampionMetrics(project.root)
     verdicts = evaluate_history(records, settings.rules, champions)
     verdict = verdicts[-1]
     alerts_path = write_alerts(record, verdict.to_dict())
+    policy = None
+    if settings.rollback_on and latest:  # after the verdict is safe on disk, before the dashboard
+        from ..feedback.policy import apply_rollback_policy
+
+        policy = apply_rollback_policy(project, settings.rollback_on, verdict.checks, record.live, record.name,
+                                       settings.rules)
+        write_alerts(record, {**verdict.to_dict(), "policy": policy.to_dict()})
     model_name, _ = model_settings(project.root)
     title = project_title(project.root)
     dashboard = render_dashboard(project.root, title, records, verdicts, settings.rules,
                                  registry_markers(project.root, model_name), git_revisions(project.root))
-    outcome = MonitorOutcome(record, verdict, alerts_path, dashboard, served=served)
+    outcome = MonitorOutcome(record, verdict, alerts_path, dashboard, served=served, live=live, policy=policy)
     if notify:
         _notify(project, settings, records, verdicts, champions, outcome, dry_run)
     return outcome

@@ -1,5 +1,5 @@
-"""The ASGI app of ``nbprod serve`` (FastAPI): /predict, /healthz, /readyz, /model, /metrics (and /explain
-when ``[tool.nbprod.serve] explain = true``: ``explaining.py``).
+"""The ASGI app of ``nbprod serve`` (FastAPI): /predict, /feedback, /healthz, /readyz, /model, /metrics
+(and /explain when ``[tool.nbprod.serve] explain = true``: ``explaining.py``).
 
 Every response carries ``X-Model-Version``. With ``NBPROD_SERVE_TOKEN`` set, every path but /healthz
 needs ``Authorization: Bearer TOKEN``. No endpoint takes a path or a version from the request: the
@@ -43,7 +43,11 @@ class ServeState:
                  challenger: LoadedModel | None = None):
         self.settings = settings
         self.root = Path(settings.root)
-        self.extra_keys = frozenset({settings.route_field} if settings.route_field else ())
+        from nbprod.feedback.settings import load_feedback_settings, request_keys
+
+        feedback = load_feedback_settings(self.root)
+        self.key_field = feedback.key_field  # outcomes can be joined by this request field
+        self.extra_keys = request_keys(self.root, settings.route_field)
         self.metrics = ServeMetrics()
         prod = self.explainable(prod) if prod else self.load(resolve(self.root, settings.model, settings.version))
         self.prod = ModelSlot(prod)
@@ -58,6 +62,11 @@ class ServeState:
         if settings.log:
             self.log = PredictionLog(self.root / settings.log_dir, settings.log_max_bytes, settings.log_keep,
                                      settings.log_queue, settings.log_inputs, self.metrics.dropped.inc)
+        self.feedback = None
+        if settings.log:  # outcomes are stored beside the predictions they are joined with
+            from nbprod.feedback.endpoint import FeedbackSink
+
+            self.feedback = FeedbackSink(self.root / settings.log_dir, settings, feedback)
         self.poller: Poller | None = None
         if not settings.version:
             self.poller = Poller(self.root, settings.model, self.prod, settings.poll_interval, self.load,
@@ -86,6 +95,8 @@ class ServeState:
     def start(self) -> None:
         if self.log:
             self.log.start()
+        if self.feedback:
+            self.feedback.start()
         if self.poller:
             self.poller.start()
 
@@ -94,6 +105,8 @@ class ServeState:
             self.poller.stop()
         if self.log:
             self.log.close()
+        if self.feedback:
+            self.feedback.stop()
 
 
 def _json(status: int, payload: dict, version: str | None = None, extra: dict | None = None):
@@ -177,13 +190,27 @@ def create_app(settings: ServeSettings, prod: LoadedModel | None = None, challen
         _observe(metrics, variant, answer, latency)
         answer.update(version=model.version, variant=variant, request_id=request_id)
         if state.log is not None:  # a queue put: the log's thread formats and writes the line
-            state.log.submit(_entry(state, variant, model.version, request_id, answer, latency, False),
+            state.log.submit(_entry(state, variant, model.version, request_id, answer, latency, False,
+                                    _logged_key(state, body)),
                              body, model.contract.names)
         response = _json(200, answer, model.version, {"X-Request-Id": request_id})
         if router.shadow and state.challenger is not None:
             # Scored after the answer is sent (in Starlette's thread pool), never delaying it.
             response.background = BackgroundTask(_shadow, state, request_id, body, answer)
         return response
+
+    @app.post("/feedback")
+    async def feedback(request: Request):
+        version = state.prod.model.version
+        if state.feedback is None:
+            return _json(409, {"error": "outcomes are stored beside the prediction log, which is off",
+                               "field": "log"}, version)
+        try:
+            body = await _read_json(request, max_body)
+        except ContractError as exc:
+            return _json(exc.status, exc.to_dict(), version)
+        status, answer = state.feedback.receive(body, [m for m in (state.prod.model, state.challenger) if m])
+        return _json(status, answer, version)
 
     if settings.explain:
         from .explaining import add_route
@@ -243,18 +270,32 @@ def _shadow(state: ServeState, request_id: str, body, answer: dict) -> None:
     state.metrics.shadow_disagree.inc(sum(a != b for a, b in zip(answer["predictions"],
                                                                   shadow_answer["predictions"])))
     if state.log is not None:
-        state.log.submit(_entry(state, CHALLENGER, shadow.version, request_id, shadow_answer, took, True),
+        state.log.submit(_entry(state, CHALLENGER, shadow.version, request_id, shadow_answer, took, True,
+                                _logged_key(state, body)),
                          body, shadow.contract.names)
 
 
+def _logged_key(state: ServeState, body) -> str | None:
+    """The request's ``key_field`` value as logged (hashed unless log_inputs = "values"), or None."""
+    if state.key_field is None or not isinstance(body, dict) or body.get(state.key_field) is None:
+        return None
+    from nbprod.feedback.store import hide_key
+
+    return hide_key(str(body[state.key_field]), state.settings.log_inputs)
+
+
 def _entry(state: ServeState, variant: str, version: str, request_id: str, answer: dict, latency: float,
-           shadow: bool) -> dict:
+           shadow: bool, key: str | None = None) -> dict:
     entry = {"time": time.time(), "request_id": request_id,
              "variant": variant, "shadow": shadow, "model": state.settings.model, "version": version,
              "worker": os.getpid(), "rows": len(answer["predictions"]), "latency_ms": round(latency * 1000, 3),
              "predictions": answer["predictions"]}
     if "probabilities" in answer:
         entry["probabilities"] = answer["probabilities"]
+    if "classes" in answer:  # the order of the probabilities, for the join with outcomes
+        entry["classes"] = answer["classes"]
+    if key is not None:
+        entry["key"] = key
     return entry
 
 

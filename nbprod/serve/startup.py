@@ -19,7 +19,9 @@ from .swap import say
 def preload(settings: ServeSettings) -> tuple[LoadedModel, LoadedModel | None]:
     """The production (or pinned) version and the challenger, loaded and smoke-tested, or NbprodError."""
     root = Path(settings.root)
-    extra = frozenset({settings.route_field} if settings.route_field else ())
+    from nbprod.feedback.settings import request_keys
+
+    extra = request_keys(root, settings.route_field)
     loaded = []
     for text in (settings.version, settings.challenger) if settings.challenger else (settings.version,):
         info = resolve(root, settings.model, text)

@@ -22,6 +22,7 @@ def test_serving_benchmark_tiny_mode(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert [r["scenario"].split(",")[0] for r in rows] == ["serve: throughput", "serve: p99 latency",
+                                                          "serve: /predict throughput with /feedback alongside",
                                                           "serve: swap a version on 2 workers"]
     assert all(r["nbprod"] >= 0 and r["baseline"] > 0 for r in rows)
     assert "requests/s" in rows[0]["note"] and "serve: swap" in done.stdout
