@@ -7,7 +7,7 @@ STAMP := $(VENV)/.nbprod-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-quick bench browser rkernel node clean
+.PHONY: install demo test test-quick bench browser rkernel postgres node clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ rkernel:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-cran-irkernel r-cran-jsonlite >/dev/null; \
 	  else echo "make: IRkernel is missing; install Debian's r-cran-irkernel and r-cran-jsonlite" >&2; exit 1; fi; }
 
+# PostgreSQL for the database tests and benchmarks (tests/helpers/postgres.py starts one per test module on
+# 127.0.0.1 in a temporary data directory): Debian's package, its server binaries only (no cluster).
+postgres:
+	@{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "make: PostgreSQL is missing; install Debian's postgresql package" >&2; exit 1; fi; }
+
 demo: install
 	nbprod run
 	@echo "Executed notebooks: $(CURDIR)/reports/<stage>.ipynb (versioned by DVC); HTML: reports/<stage>.html"
@@ -50,7 +58,7 @@ demo: install
 
 # Lint first (seconds), then every test: tests/unit (in process), then tests/func (real processes and
 # servers). `make test-quick`: the unit tests, then the functional ones not marked slow (over ~10 s).
-test: install browser rkernel
+test: install browser rkernel postgres
 	$(PY) -m ruff check nbprod tests benchmarks
 	$(PY) -m pytest -q
 
@@ -59,10 +67,11 @@ test-quick: install
 	$(PY) -m pytest -q tests/unit
 	$(PY) -m pytest -q tests/func -m "not slow and not browser"
 
-bench: install
+bench: install postgres
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.serving
 	$(PY) -m benchmarks.explain_serving
+	$(PY) -m benchmarks.sql
 
 clean:
 	rm -rf $(VENV) extension/node_modules extension/lib extension/labextension extension/build-test

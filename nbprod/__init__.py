@@ -2,7 +2,7 @@
 
 Kept import-light: ``import nbprod`` inside a kernel pulls in only the standard library
 (``nbprod.record`` is stdlib-only by design). The other notebook helpers (``validate``, ``drift``,
-``fairness``, ``panel``, ``params_form``) are looked up on first use through ``__getattr__``, so
+``fairness``, ``panel``, ``params_form``, ``sql``) are looked up on first use through ``__getattr__``, so
 their libraries (pandera, scipy, fairlearn, ipywidgets) load only when a notebook calls them.
 """
 
@@ -23,6 +23,7 @@ _LAZY = {
     "explain": "nbprod.explain:explain",
     "panel": "nbprod.widgets.panel:panel",
     "params_form": "nbprod.widgets.params_form:params_form",
+    "sql": "nbprod.sql",  # the module itself: nbprod.sql.read / nbprod.sql.write
 }
 
 __all__ = ["record", "__version__", *_LAZY]
@@ -32,8 +33,9 @@ def __getattr__(name: str):
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'nbprod' has no attribute {name!r}")
-    module_name, attr = target.split(":")
-    value = getattr(importlib.import_module(module_name), attr)
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    value = getattr(module, attr) if attr else module
     globals()[name] = value
     return value
 

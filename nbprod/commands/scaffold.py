@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from ..core.errors import NbprodError
@@ -15,7 +16,9 @@ DEFAULT_TEMPLATE = "example"
 # project (templates/project), so each holds only what differs: notebooks, pyproject.toml, README.md.
 # Adding one (a "mixed" R + Python project, say) is that folder, its name here, and one
 # force-include line in pyproject.toml.
-NAMED_TEMPLATES = ("fairness", "mixed")
+NAMED_TEMPLATES = ("fairness", "mixed", "sql")
+# A template's own set-up script, run once in the new project (the sql template makes its SQLite database).
+_SETUP = {"sql": "notebooks/make_warehouse.py"}
 _SKIPPED = {"__pycache__", ".ipynb_checkpoints"}
 
 
@@ -62,6 +65,8 @@ def init_project(path: Path, git: bool = True, template: str = DEFAULT_TEMPLATE)
         _copy_template(project_template, root, name)
         if template != DEFAULT_TEMPLATE:
             _copy_template(named_template_dir(template), root, name)
+            if template in _SETUP:
+                _run(root, sys.executable, str(root / _SETUP[template]))
         else:
             _add_examples(root, examples)
         if git:

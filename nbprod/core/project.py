@@ -18,6 +18,8 @@ REPORTS_DIR = "reports"
 METRICS_DIR = "metrics"
 DEBUG_DIR = "nbprod-debug"
 ENVIRONMENT_FILE = ".nbprod/environment.json"  # the environment of the last run that produced outputs
+SQL_DIR = ".nbprod/sql"                # per literal query: <id>.json (committed) and <id>.parquet (DVC)
+DB_LOG = ".nbprod/db/log.jsonl"        # what runs did to database tables (git-ignored, append-only)
 _SKIP_DIRS = {".git", ".dvc", ".nbprod", ".venv", "venv", "node_modules", "reports", "__pycache__",
               ".ipynb_checkpoints", ".dvcstore", DEBUG_DIR, "records"}
 

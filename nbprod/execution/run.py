@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..notebooks.compile import compile_project
+from nbprod.sql.queries import require_urls
 from ..core.errors import NbprodError
 from .lifeline import RUN_PID_ENV
 from .events import EVENTS_ENV, emit, read_events
@@ -137,6 +138,7 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
         pipeline = compiled.pipeline
         names = _select(pipeline, targets, from_stage)
         order = [s.name for s in pipeline.order() if s.name in names]
+        require_urls(project.root, {q.conn for n in order for q in pipeline.stage(n).queries})
         if pool is not None:  # a folder the notebooks did not announce (a stage of another notebook)
             pool.ensure({str((project.root / pipeline.stage(n).notebook).parent) for n in order})
         emit(EventKind.RUN_START, run=run_id, stages=order, compiled=compiled.changed)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..notebooks.compile import NBPROD_CMD
+from nbprod.sql.queries import SNAPSHOT_CMD
 from . import dvcadapter as dvc
 from .executors import Executor, Job, JobResult
 from ..core.project import Project
@@ -85,7 +86,7 @@ class _Scheduler:
                     return
                 if self.state[stage] != "pending" or not self._ready(stage):
                     continue
-                exclusive = not _is_nbprod(stage)
+                exclusive = not (_is_nbprod(stage) or _is_snapshot(stage))
                 if self._exclusive_running() or (exclusive and self.executor.running()):
                     return  # hand-written stages run alone, as under dvc repro
                 self._start(stage)
@@ -100,7 +101,7 @@ class _Scheduler:
         return all(self.state[u] in ("done", "skipped") for u in self.needs[stage])
 
     def _exclusive_running(self) -> bool:
-        return any(self.state[s] == "running" and not _is_nbprod(s) for s in self.plan)
+        return any(self.state[s] == "running" and not (_is_nbprod(s) or _is_snapshot(s)) for s in self.plan)
 
     def _start(self, stage) -> None:
         """Mirror of Stage.reproduce + Stage.run up to the command: skip, restore, or launch."""
@@ -124,11 +125,39 @@ class _Scheduler:
         except Exception as exc:  # noqa: BLE001 - DVC's own errors, reported like dvc repro
             self._fail(stage, f"failed to reproduce '{name}': {exc}")
             return
+        if _is_snapshot(stage):
+            self._snapshot(stage)
+            return
         self._log(f"Running stage '{name}':")
         for line in dvc.cmd_lines(stage.cmd):
             self._log(f"> {line}")
         self.state[stage] = "running"
         self.executor.submit(self._job(stage))
+
+    def _snapshot(self, stage) -> None:
+        """A generated SQL snapshot stage runs in this process: its command, ``nbprod db snapshot ID``,
+        would pay a Python start and the pandas, SQLAlchemy and pyarrow imports again for each query
+        (see benchmarks/README.md). It blocks the loop while it queries; running jobs go on."""
+        from nbprod.core.errors import NbprodError
+        from nbprod.sql.snapshot import snapshot
+
+        name, query = stage.addressing, stage.cmd.split()[-1]
+        self._log(f"Running stage '{name}' in the run's process:")
+        self._log(f"> {stage.cmd}")
+        try:
+            rows = snapshot(Path(self.repo.root_dir), query)
+        except NbprodError as exc:
+            self._fail(stage, f"stage '{name}': {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - a value the snapshot cannot store: one line, the stage failed
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            self._fail(stage, f"stage '{name}' failed: {type(exc).__name__}: {first}")
+            return
+        self._log(f"nbprod: query {query}: {rows} rows")
+        try:
+            self._save(stage)
+        except Exception as exc:  # noqa: BLE001 - any DVC error while saving fails this stage, as in dvc repro
+            self._fail(stage, f"failed to reproduce '{name}': {exc}")
 
     def _announce_next(self) -> None:
         """Tell the executor which nbprod stages come next (one per slot, in plan order), so it can
@@ -206,3 +235,6 @@ class _Scheduler:
 def _is_nbprod(stage) -> bool:
     return isinstance(stage.cmd, str) and bool(NBPROD_CMD.match(stage.cmd))
 
+
+def _is_snapshot(stage) -> bool:
+    return isinstance(stage.cmd, str) and bool(SNAPSHOT_CMD.match(stage.cmd))

@@ -19,7 +19,7 @@ from ..notebooks.analysis import literal_assignments
 from ..notebooks.rlang import is_r, r_literal, r_literal_assignments
 from ..executed.cellerror import describe as describe_error, failed_cell_index, has_error_output, printed_error
 from ..notebooks.carry import DEFINITIONS_TAG, PRELUDE_TAG
-from ..notebooks.compile import LOAD_TAG, SAVE_TAG, STATE_FILE
+from ..notebooks.compile import COMMIT_TAG, LOAD_TAG, SAVE_TAG, STATE_FILE
 from ..core.errors import NbprodError, StageFailed
 from .events import emit
 from .kernel import describe as _kernel_start, start_kernel as _start_kernel, stop_kernel as _stop_kernel
@@ -160,7 +160,7 @@ def _source_cells(root: Path, name: str, nb: dict) -> list[int | None]:
     numbers: list[int | None] = []
     for cell in nb["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
-        if cell["cell_type"] != "code" or {LOAD_TAG, SAVE_TAG, PRELUDE_TAG, DEFINITIONS_TAG} & set(tags):
+        if cell["cell_type"] != "code" or {LOAD_TAG, SAVE_TAG, PRELUDE_TAG, DEFINITIONS_TAG, COMMIT_TAG} & set(tags):
             numbers.append(None)
         elif "shared" in tags:
             numbers.append(next(shared, None))

@@ -39,8 +39,26 @@ def pipeline_status(project: Project) -> list[StageStatus]:
             details.insert(0, f"{stage.notebook} changed since the last compile")
         result.append(StageStatus(stage.name, StatusState.CHANGED if reasons else StatusState.UP_TO_DATE, reasons,
                                   details))
+    _source_schemas(project, pipeline, result)
     _propagate(pipeline, result)
     return result
+
+
+def _source_schemas(project: Project, pipeline: Pipeline, statuses: list[StageStatus]) -> None:
+    """A source table whose schema changed since the last run read it: its readers changed (data)."""
+    if not any(s.queries for s in pipeline.stages):
+        return  # no database to ask: status costs what it did
+    from ..sql.sources import schema_drift
+
+    by_name = {s.name: s for s in statuses}
+    for stage, changes in schema_drift(project.root, pipeline.stages).items():
+        status = by_name[stage]
+        if status.state == StatusState.NEVER_RUN:
+            continue
+        status.state = StatusState.CHANGED
+        if "data" not in status.reasons:
+            status.reasons.append("data")
+        status.details.extend(changes)
 
 
 def _propagate(pipeline: Pipeline, statuses: list[StageStatus]) -> None:

@@ -40,6 +40,21 @@ class CodeFacts:
     dynamic: tuple[int, str] | None = None              # (line, what): %run, exec(), eval(), globals()
     opaque_magic: str | None = None                     # a cell magic such as %%bash
     schemas: list[tuple[int, str | None]] = field(default_factory=list)  # nbprod.validate: (line, literal path)
+    sql: list[SqlCall] = field(default_factory=list)     # nbprod.sql.read / nbprod.sql.write calls
+
+
+@dataclass
+class SqlCall:
+    """One ``nbprod.sql.read`` or ``nbprod.sql.write`` call; ``problem`` says what compile cannot follow."""
+
+    line: int
+    kind: str                                   # "read" | "write"
+    conn: str | None = None
+    text: str | None = None                     # the query (read) or the table (write)
+    params: dict | None = None
+    mode: str = "append"
+    key: list[str] = field(default_factory=list)
+    problem: str | None = None
 
 
 def sanitize(source: str) -> tuple[str, str | None, tuple[int, str] | None]:
@@ -131,6 +146,7 @@ def _collect(nodes: list, bound: set[str], facts: CodeFacts) -> None:
         facts.global_decl, facts.global_names = collector.global_decl, collector.global_names
     facts.dynamic = facts.dynamic or collector.dynamic
     facts.schemas.extend(collector.schemas)
+    facts.sql.extend(collector.sql)
 
 
 def _bind(names: set[str], bound: set[str], facts: CodeFacts) -> None:
@@ -153,6 +169,7 @@ class _Collector(ast.NodeVisitor):
         self.global_names: list[str] = []
         self.dynamic: tuple[int, str] | None = None
         self.schemas: list[tuple[int, str | None]] = []
+        self.sql: list[SqlCall] = []
         self._locals: list[set[str]] = []
 
     def _is_local(self, name: str) -> bool:
@@ -169,10 +186,15 @@ class _Collector(ast.NodeVisitor):
             self.star_import = self.star_import or node.lineno
         if node.module == "nbprod" and any(alias.name == "validate" for alias in node.names):
             self.schemas.append((node.lineno, None))  # calls under another name hide their schema
+        if (node.module == "nbprod" and any(alias.name == "sql" for alias in node.names)) or \
+                node.module == "nbprod.sql":
+            self.sql.append(SqlCall(node.lineno, "read", problem="nbprod.sql is imported under another name"))
 
     def visit_Import(self, node: ast.Import) -> None:
         if any(alias.name == "nbprod" and alias.asname not in (None, "nbprod") for alias in node.names):
             self.schemas.append((node.lineno, None))  # nb.validate(...) would hide its schema
+        if any(alias.name == "nbprod.sql" and alias.asname for alias in node.names):
+            self.sql.append(SqlCall(node.lineno, "read", problem="nbprod.sql is imported under another name"))
 
     def visit_Global(self, node: ast.Global) -> None:
         if self._locals and self.global_decl is None:
@@ -183,6 +205,9 @@ class _Collector(ast.NodeVisitor):
             self.dynamic = (node.lineno, f"{node.func.id}()")
         if _is_nbprod_validate(node.func):
             self.schemas.append((node.lineno, _schema_literal(node)))
+        kind = _nbprod_sql_call(node.func)
+        if kind:
+            self.sql.append(sql_call(node, kind))
         if isinstance(node.func, ast.Attribute):
             base = _base_name(node.func.value)
             inplace = any(k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True
@@ -287,6 +312,69 @@ class _Collector(ast.NodeVisitor):
 def _is_nbprod_validate(func: ast.AST) -> bool:
     return (isinstance(func, ast.Attribute) and func.attr == "validate" and isinstance(func.value, ast.Name)
             and func.value.id == "nbprod")
+
+
+def _nbprod_sql_call(func: ast.AST) -> str | None:
+    """"read" or "write" for ``nbprod.sql.read(...)`` / ``nbprod.sql.write(...)``, else None."""
+    if isinstance(func, ast.Attribute) and func.attr in ("read", "write") and isinstance(func.value, ast.Attribute) \
+            and func.value.attr == "sql" and isinstance(func.value.value, ast.Name) and func.value.value.id == "nbprod":
+        return func.attr
+    return None
+
+
+def _argument(call: ast.Call, position: int, name: str) -> ast.AST | None:
+    if len(call.args) > position and not any(isinstance(a, ast.Starred) for a in call.args[:position + 1]):
+        return call.args[position]
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _literal(node: ast.AST | None) -> tuple[bool, object]:
+    if node is None:
+        return True, None
+    try:
+        return True, ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False, None
+
+
+def sql_call(call: ast.Call, kind: str) -> SqlCall:
+    """The literal arguments of one nbprod.sql call, or the first one that is not a literal."""
+    found = SqlCall(call.lineno, kind)
+    if any(k.arg is None for k in call.keywords) or any(isinstance(a, ast.Starred) for a in call.args):
+        found.problem = "its arguments are unpacked (* or **)"
+        return found
+    first = _argument(call, 0, "query") if kind == "read" else _argument(call, 1, "table")
+    what = "query" if kind == "read" else "table name"
+    ok, value = _literal(first)
+    if not ok or not isinstance(value, str) or not value.strip():
+        found.problem = f"the {what} is not a string literal"
+        return found
+    found.text = value
+    ok, conn = _literal(_argument(call, 1 if kind == "read" else 2, "conn"))
+    if not ok or not isinstance(conn, str) or not conn:
+        found.problem = "conn= is not a string literal naming a connection"
+        return found
+    found.conn = conn
+    if kind == "read":
+        ok, params = _literal(_argument(call, 2, "params"))
+        if not ok or not (params is None or isinstance(params, dict) and all(isinstance(k, str) for k in params)):
+            found.problem = "params= is not a literal dict (its values decide which rows the snapshot holds)"
+            return found
+        found.params = params or {}
+        return found
+    ok, mode = _literal(_argument(call, 3, "mode"))
+    if not ok or mode not in (None, "append", "replace", "upsert"):
+        found.problem = 'mode= is not one of the literals "append", "replace", "upsert"'
+        return found
+    found.mode = mode or "append"
+    ok, key = _literal(_argument(call, 4, "key"))
+    if not ok or not (key is None or isinstance(key, (list, tuple)) and all(isinstance(k, str) for k in key)):
+        found.problem = "key= is not a literal list of column names"
+        return found
+    found.key = list(key or [])
+    if found.mode == "upsert" and not found.key:
+        found.problem = 'mode="upsert" needs key=[...] naming the key columns'
+    return found
 
 
 def _schema_literal(call: ast.Call) -> str | None:

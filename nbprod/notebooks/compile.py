@@ -16,15 +16,17 @@ from .carry import DEFINITIONS_TAG, PRELUDE_TAG
 from ..core.errors import NbprodError
 from .notebook import atomic_write, code_cell, dumps_notebook, markdown_cell
 from .pipeline import NotebookSpec, Pipeline, Stage, load_pipeline
-from ..core.project import GENERATED_DIR, STAGES_DIR, Project
+from ..core.project import GENERATED_DIR, SQL_DIR, STAGES_DIR, Project
 from .rlang import is_r, r_literal
 from .yamlfile import dump_yaml, load_yaml
+from nbprod.sql.queries import SNAPSHOT_CMD, Query
 
 STATE_FILE = f"{GENERATED_DIR}/compiled.json"
 NBPROD_CMD = re.compile(r"^nbprod exec [a-z][a-z0-9_-]*$")
 
 LOAD_TAG = "nbprod-inputs"
 SAVE_TAG = "nbprod-outputs"
+COMMIT_TAG = "nbprod-sql-commit"  # last cell of a stage that writes tables: its one transaction commits
 
 
 @dataclass
@@ -61,6 +63,8 @@ def generate(pipeline: Pipeline) -> dict[str, str]:
     if params_text or (project.root / "params.yaml").exists():
         files["params.yaml"] = params_text
     files["dvc.yaml"] = _dvc_yaml(project, pipeline)
+    for query, readers in _queries(pipeline).items():
+        files[query.spec_file] = json.dumps({**query.to_dict(), "stages": readers}, indent=1, sort_keys=True) + "\n"
     files[STATE_FILE] = json.dumps({
         "defaults": defaults,
         "stages": {s.name: {"notebook": s.notebook, "cells": [c.number for c in s.cells],
@@ -111,6 +115,10 @@ def stage_notebook(spec: NotebookSpec, stage: Stage, kernel: str) -> dict:
             f"# nbprod: variables later stages read\n"
             f"from nbprod.artifacts import save as _nbprod_save\n"
             f"_nbprod_save({stage.name!r}, {stage.artifact_dir!r}, {args})", [SAVE_TAG]))
+    if stage.tables:
+        cells.append(code_cell(
+            "# nbprod: the stage ended without an error, so its table writes commit (one transaction)\n"
+            "import nbprod.sql as _nbprod_sql\n_nbprod_sql.commit()", [COMMIT_TAG]))
     if r_notebook:
         kernelspec, language_info = {"display_name": "R", "language": "R", "name": kernel}, {"name": "R"}
     else:
@@ -158,7 +166,28 @@ def py_literal(value: object) -> str:
 
 def _is_nbprod_stage(definition) -> bool:
     return isinstance(definition, dict) and isinstance(definition.get("cmd"), str) \
-        and bool(NBPROD_CMD.fullmatch(definition["cmd"]))
+        and bool(NBPROD_CMD.fullmatch(definition["cmd"]) or SNAPSHOT_CMD.fullmatch(definition["cmd"]))
+
+
+def _queries(pipeline: Pipeline) -> dict[Query, list[str]]:
+    """Each literal query once, with the stages that read it, in pipeline order."""
+    found: dict[Query, list[str]] = {}
+    for stage in pipeline.order():
+        for query in stage.queries:
+            found.setdefault(query, []).append(stage.name)
+    return found
+
+
+def _snapshot_entry(query: Query, readers: list[str]):
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    entry = CommentedMap()
+    entry["desc"] = f"nbprod SQL snapshot (connection {query.conn}) read by {', '.join(readers)}"
+    entry["cmd"] = f"nbprod db snapshot {query.id}"  # a hex id: safe in a shell
+    entry["deps"] = CommentedSeq([query.spec_file])
+    entry["outs"] = CommentedSeq([query.snapshot_file])
+    entry["always_changed"] = True  # the database changes outside DVC: query it every run
+    return entry
 
 
 def _dvc_yaml(project: Project, pipeline: Pipeline) -> str:
@@ -178,6 +207,12 @@ def _dvc_yaml(project: Project, pipeline: Pipeline) -> str:
         del stages[name]
     hand_outs = {_out_path(o): n for n, d in stages.items() if isinstance(d, dict)
                  for key in ("outs", "metrics", "plots") for o in (d.get(key) or [])}
+    snapshots = _queries(pipeline)
+    for query, readers in snapshots.items():
+        if query.stage_name in stages:
+            raise NbprodError(f"stage name {query.stage_name!r} is also a hand-written stage in dvc.yaml",
+                              "dvc.yaml", fix="rename the hand-written stage")
+        stages[query.stage_name] = _snapshot_entry(query, readers)
     for stage in pipeline.order():
         if stage.name in stages:
             raise NbprodError(f"stage name {stage.name!r} is also a hand-written stage in dvc.yaml",
@@ -294,10 +329,13 @@ def _load_state(project: Project) -> dict:
 
 
 def _stale_stage_notebooks(project: Project, files: dict[str, str]) -> list[str]:
-    folder = project.root / STAGES_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(f"{STAGES_DIR}/{p.name}" for p in folder.glob("*.ipynb") if f"{STAGES_DIR}/{p.name}" not in files)
+    """Generated files no stage needs any more: stage notebooks, and query specs of removed queries."""
+    stale = []
+    for folder, pattern in ((STAGES_DIR, "*.ipynb"), (SQL_DIR, "*.json")):
+        if (project.root / folder).is_dir():
+            stale += [f"{folder}/{p.name}" for p in (project.root / folder).glob(pattern)
+                      if f"{folder}/{p.name}" not in files]
+    return sorted(stale)
 
 
 def _read(path: Path) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .carry import (
 from ..core.errors import NbprodError
 from .notebook import cell_source, cell_tags, read_notebook
 from ..core.project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project
+from nbprod.sql.queries import Query, TableWrite, check_connection
 from .rlang import is_r, r_literal_assignments, r_names
 from .tags import TagError, parse_cell_tags
 
@@ -55,6 +57,8 @@ class Stage:
     carried_definitions: list[CarriedDefinition] = field(default_factory=list)  # def/class of earlier stages
     # carried definitions that read an input when they run (name -> that input): defined after the inputs load
     late_definitions: dict[str, str] = field(default_factory=dict)
+    queries: list[Query] = field(default_factory=list)           # literal nbprod.sql.read queries
+    tables: list[TableWrite] = field(default_factory=list)       # tables nbprod.sql.write writes
 
     @property
     def first_cell(self) -> int:
@@ -154,6 +158,7 @@ class Pipeline:
                  "inputs": s.inputs, "outputs": s.outputs, "upstream": s.upstream,
                  "carried_imports": [c.to_dict() for c in s.carried],
                  "carried_definitions": [d.to_dict() for d in s.carried_definitions],
+                 "queries": [q.to_dict() for q in s.queries], "tables": [t.to_dict() for t in s.tables],
                  "executed_notebook": s.executed_notebook, "report": f"{REPORTS_DIR}/{s.name}.html"}
                 for s in self.order()
             ],
@@ -264,6 +269,7 @@ def _read_spec(project: Project, path: Path) -> NotebookSpec:
     for cell in shared:  # a shared cell runs at the top of every stage: each depends on its schemas
         for stage in stages:
             _schema_deps(stage, cell, path, project)
+            _sql_io(stage, cell, path, project)
     spec = NotebookSpec(rel, section, params, params_cell, shared, stages, kernel=kernel, language=language)
     _stage_params(spec)
     return spec
@@ -329,6 +335,38 @@ def _attach(stage: Stage, cell: Cell, tags, notebook: Path, project: Project) ->
         for value in getattr(tags, kind):
             getattr(stage, kind).append(_project_path(value, kind, notebook, cell.number, project))
     _schema_deps(stage, cell, notebook, project)
+    _sql_io(stage, cell, notebook, project)
+
+
+_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def _sql_io(stage: Stage, cell: Cell, notebook: Path, project: Project) -> None:
+    """A literal ``nbprod.sql.read`` query becomes a snapshot the stage depends on (a DVC-tracked
+    Parquet file, re-queried every run); a ``nbprod.sql.write`` table becomes the stage's output."""
+    rel_nb = project.rel(notebook)
+    for call in cell.facts.sql if cell.facts else ():
+        if call.problem:
+            fix = ('write nbprod.sql.read("SELECT ... WHERE x = :x", conn="NAME", params={"x": 1}) with the query, '
+                   'connection and params as literals (import nbprod; call nbprod.sql.read)' if call.kind == "read"
+                   else 'write nbprod.sql.write(df, "TABLE", conn="NAME", mode="append") with literal table, '
+                        'connection, mode and key')
+            raise NbprodError(f"line {call.line}: compile cannot follow this nbprod.sql.{call.kind} call: "
+                              f"{call.problem}", rel_nb, cell.number, fix=fix)
+        check_connection(project.root, call.conn, rel_nb, cell.number)
+        if call.kind == "read":
+            query = Query(call.conn, call.text, json.dumps(call.params, sort_keys=True, default=str))
+            if query not in stage.queries:
+                stage.queries.append(query)
+            if query.snapshot_file not in stage.deps:
+                stage.deps.append(query.snapshot_file)
+            continue
+        if not _TABLE.fullmatch(call.text):
+            raise NbprodError(f"line {call.line}: table name {call.text!r} is not a plain name", rel_nb,
+                              cell.number, fix="use letters, digits and _ (optionally schema.table)")
+        table = TableWrite(call.conn, call.text, call.mode, tuple(call.key))
+        if table not in stage.tables:
+            stage.tables.append(table)
 
 
 def _schema_deps(stage: Stage, cell: Cell, notebook: Path, project: Project) -> None:
