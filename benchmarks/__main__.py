@@ -37,7 +37,7 @@ def render(rows: list[Row], info: dict, size: Size, elapsed: float) -> str:
              f"repetitions: {size.repeat} per costly scenario, {size.cheap} per cheap one (kernel starts, no-op "
              f"runs, imports, compiles); medians shown"]
     header = ("scenario", "nbprod", "baseline", "ratio", "target", "result")
-    table = [header] + [(r.scenario, f"{r.nbprod:.3f} s", f"{r.baseline:.3f} s ({r.baseline_name})",
+    table = [header] + [(r.scenario, f"{r.nbprod:.3f} {r.unit}", f"{r.baseline:.3f} {r.unit} ({r.baseline_name})",
                          f"{r.ratio:.2f}", r.target, ("met" if r.met else "MISSED") + (f"; {r.note}" if r.note else ""))
                         for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
@@ -56,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(SCENARIOS), help="run only these scenarios")
     parser.add_argument("--json", type=Path, help="also write the rows and the machine as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the generated projects")
+    parser.add_argument("--scale-rows", type=int, nargs="+", default=[],
+                        help="the scale scenario passes frames of these row counts (x 10 float columns) instead, "
+                             "e.g. 20000000 for 1.6 GB")
     args = parser.parse_args(argv)
-    size = Size(tiny=args.tiny, repeat=max(1, args.repeat))
+    size = Size(tiny=args.tiny, repeat=max(1, args.repeat), scale_rows=tuple(args.scale_rows))
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     for key, value in (("GIT_AUTHOR_NAME", "bench"), ("GIT_AUTHOR_EMAIL", "bench@nbprod.invalid"),
                        ("GIT_COMMITTER_NAME", "bench"), ("GIT_COMMITTER_EMAIL", "bench@nbprod.invalid")):

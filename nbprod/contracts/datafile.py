@@ -12,7 +12,8 @@ from ..core.errors import NbprodError
 if TYPE_CHECKING:
     import pandas
 
-READERS = {".parquet": "read_parquet", ".pq": "read_parquet", ".csv": "read_csv"}
+# .arrow: a DataFrame passed between stages (nbprod.artifacts writes Arrow IPC files)
+READERS = {".parquet": "read_parquet", ".pq": "read_parquet", ".arrow": "read_feather", ".csv": "read_csv"}
 
 
 def read_data(path: str | Path, root: Path | None = None) -> pandas.DataFrame:

@@ -10,6 +10,7 @@ from .errors import NbprodError
 
 PYPROJECT = "pyproject.toml"
 GENERATED_DIR = ".nbprod"
+PASSED_DIR = ".nbprod/data"            # variables passed between stages (nbprod.artifacts writes them)
 STAGES_DIR = ".nbprod/stages"
 RUNS_DIR = ".nbprod/runs"              # one folder per run: events.jsonl, dvc.log, stage logs
 CANDIDATES_DIR = ".nbprod/candidates"  # retrain candidates' records and comparison reports

@@ -12,6 +12,7 @@ Modules import DVC lazily (inside functions): ``import dvc.repo`` is not free, a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from ..core.errors import NbprodError
 from ..core.proc import tool_env
+from ..core.project import PASSED_DIR
 
 
 def open_repo(root: Path):
@@ -164,10 +166,50 @@ def cmd_lines(cmd) -> list[str]:
 
 def commit_stage(stage) -> None:
     """``Stage.run`` after the command: hash deps and outs, fill the run cache (unless an output
-    is not cached), commit the outputs to the cache."""
+    is not cached), commit the outputs to the cache.
+
+    A variable passed between stages (under ``.nbprod/data/``) is hard-linked into the cache
+    instead of copied: one copy on disk, no second write. Only nbprod writes those files, and it
+    always replaces them (``nbprod.artifacts.save`` unlinks, DVC's ``remove_outs`` removes), never
+    writes into one, so the cache's bytes cannot change under it. Every other output keeps the
+    link type the project's DVC config names (a file a user rewrites in place must stay a copy)."""
     no_cache_outs = any(not out.use_cache for out in stage.outs if not (out.is_metric or out.is_plot))
     stage.save(allow_missing=False, run_cache=not no_cache_outs)
-    stage.commit(allow_missing=False)
+    linked = [out for out in stage.outs if _hardlink_safe(stage, out)]
+    if not linked:
+        stage.commit(allow_missing=False)
+        return
+    for out in stage.outs:  # one output at a time (Stage.commit's own loop, with its lock)
+        with _hardlinks(out.cache) if out in linked else contextlib.nullcontext():
+            stage.commit(allow_missing=False, filter_info=out.fs_path)
+
+
+def _hardlink_safe(stage, out) -> bool:
+    """A cached output nbprod owns (a passed variable) on the cache's file system."""
+    if not out.use_cache or out.is_metric or out.is_plot:
+        return False
+    root = Path(stage.repo.root_dir)
+    path = Path(out.fs_path)
+    cache = Path(out.cache.path)
+    while not cache.exists() and cache != cache.parent:  # a first commit creates the cache folder
+        cache = cache.parent
+    try:
+        inside = path.relative_to(root).as_posix().startswith(PASSED_DIR + "/")
+        return inside and os.stat(path).st_dev == os.stat(cache).st_dev
+    except (ValueError, OSError):
+        return False
+
+
+@contextmanager
+def _hardlinks(cache) -> Iterator[None]:
+    """DVC's ``Output.commit`` links an output into the cache when the cache's first link type
+    is ``hardlink`` (and checks it out again as a hard link, falling back to the next type)."""
+    saved = cache.cache_types
+    cache.cache_types = ["hardlink", *(t for t in saved if t != "hardlink")]
+    try:
+        yield
+    finally:
+        cache.cache_types = saved
 
 
 def write_lock_entry(stage) -> None:

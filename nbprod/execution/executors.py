@@ -103,8 +103,8 @@ class LocalExecutor(Executor):
     nbprod stages run in ``nbprod exec`` processes (nbprod.execution.prestart) that ``prepare`` starts ahead of
     their stage, so the next stage's Python start-up, imports and kernel start overlap the running
     stage. Each process still runs one stage, with a fresh kernel, the job's env, cwd and log, then
-    exits. ``warm_up`` starts one per slot when the run starts; those never given a job are killed
-    at the end (they hold no kernel), so an up-to-date pipeline does not wait for them.
+    exits. ``warm_up`` starts one per slot once the run knows a stage will run; those never given a
+    job are killed at the end (they hold no kernel).
     """
 
     def __init__(self, slots: int, warm: bool = True):

@@ -48,7 +48,7 @@ DENY = ("torch", "tensorflow", "keras", "jax", "jaxlib", "cupy", "numba.cuda", "
         "distributed", "tkinter", "PyQt5", "PyQt6", "PySide2", "PySide6", "wx", "gi", "pylab",
         "multiprocess", "IPython", "ipykernel", "nbprod.execution.debug")
 # Imported by nbprod's own inputs/outputs cells when the named module's objects pass between stages.
-IMPLIED = {"pandas": ("pyarrow.parquet",), "sklearn": ("joblib",)}
+IMPLIED = {"pandas": ("pyarrow.ipc", "pyarrow.parquet"), "sklearn": ("joblib",)}
 
 
 def supported() -> bool:

@@ -127,20 +127,22 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
     os.environ[EVENTS_ENV] = str(events)
     os.environ[RUN_PID_ENV] = str(os.getpid())  # stage processes end with this run (execution/lifeline.py)
     # A pool's kernels run on this machine: stages on remote workers start their own.
-    pool = _start_pool(project, run_dir) if executor == "local" or dvc_repro else None
-    if pool is not None:
-        held.callback(pool.close)
+    warmer = _Warmer(project, run_dir, backend, pool=executor == "local" or dvc_repro)
+    held.callback(warmer.close_pool)
     if backend is not None:
         held.callback(backend.close)  # before the pool and the lock: its processes end first
-        backend.warm_up()  # its stage processes start up while the pipeline compiles
+    if dvc_repro or _edited_since_last_run(project):
+        warmer.start()  # stages will run: the pool and stage processes start up while the pipeline compiles
     with held:
         compiled = compile_project(project)
         pipeline = compiled.pipeline
         names = _select(pipeline, targets, from_stage)
         order = [s.name for s in pipeline.order() if s.name in names]
         require_urls(project.root, {q.conn for n in order for q in pipeline.stage(n).queries})
-        if pool is not None:  # a folder the notebooks did not announce (a stage of another notebook)
-            pool.ensure({str((project.root / pipeline.stage(n).notebook).parent) for n in order})
+        # a folder the notebooks did not announce (a stage of another notebook)
+        warmer.folders({str((project.root / pipeline.stage(n).notebook).parent) for n in order})
+        if compiled.changed:
+            warmer.start()  # a generated stage notebook changed: its stage will run
         emit(EventKind.RUN_START, run=run_id, stages=order, compiled=compiled.changed)
         outcomes = {name: StageOutcome(name) for name in order}
         environment = _EnvironmentCapture()
@@ -151,7 +153,8 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
             if dvc_repro:
                 code = _dvc_repro(project, targets, from_stage, force, log, keep_going)
             else:
-                scheduled = _scheduled_repro(project, targets, from_stage, force, log, backend, keep_going)
+                scheduled = _scheduled_repro(project, targets, from_stage, force, log, backend, keep_going,
+                                             on_run=warmer.start)
                 code = 0 if scheduled.ok else 1
         finally:
             follower.stop()
@@ -176,9 +179,62 @@ def run_pipeline(project: Project, targets: list[str] | None = None, *, from_sta
     return RunResult(ok, [outcomes[n] for n in order], message, events, log)
 
 
+def _edited_since_last_run(project: Project) -> bool:
+    """A cheap guess that stages will run: no dvc.lock yet, or params.yaml or a notebook changed
+    after it was written. (A wrong guess either way costs only time: DVC still decides.)"""
+    try:
+        recorded = (project.root / "dvc.lock").stat().st_mtime_ns
+    except OSError:
+        return True
+    try:
+        sources = [project.root / "params.yaml", *project.notebooks()]
+    except NbprodError:
+        return False  # compile reports it next
+    for path in sources:
+        try:
+            if path.stat().st_mtime_ns > recorded:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+class _Warmer:
+    """Starts the run's kernel pool and the executor's stage processes once, when a stage is known
+    (or, on a fresh project, bound) to run. A run with nothing to do starts neither: on a no-op run
+    their imports competed on the second CPU with DVC's checks."""
+
+    def __init__(self, project: Project, run_dir: Path, backend, pool: bool):
+        self.project, self.run_dir, self.backend, self.want_pool = project, run_dir, backend, pool
+        self.pool = None
+        self.started = False
+        self.known: set[str] = set()
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        if self.want_pool:
+            self.pool = _start_pool(self.project, self.run_dir)
+            if self.pool is not None and self.known:
+                self.pool.ensure(self.known)
+        if self.backend is not None:
+            self.backend.warm_up()
+
+    def folders(self, folders: set[str]) -> None:
+        self.known = folders
+        if self.pool is not None:
+            self.pool.ensure(folders)
+
+    def close_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+
 def _start_pool(project: Project, run_dir: Path):
-    """The run's kernel pool (nbprod.execution.kernelpool), started first thing so that its zygotes import
-    ipykernel and the stages' modules while the pipeline compiles; None when off or impossible."""
+    """The run's kernel pool (nbprod.execution.kernelpool), started (by ``_Warmer``) as soon as stages
+    are expected to run, so that its zygotes import ipykernel and the stages' modules while the
+    pipeline compiles or DVC checks; None when off or impossible."""
     if not project.kernel_pool:
         return None
     from .kernelpool import KernelPool, preload_groups
@@ -289,11 +345,11 @@ def _dvc_repro(project: Project, targets, from_stage, force: bool, log: Path, ke
 
 
 def _scheduled_repro(project: Project, targets, from_stage, force: bool, log: Path, backend,
-                     keep_going: bool = False):
+                     keep_going: bool = False, on_run=None):
     from .scheduler import reproduce
 
     return reproduce(project, backend, log, targets=targets, from_stage=from_stage, force=force,
-                     keep_going=keep_going)
+                     keep_going=keep_going, on_run=on_run)
 
 
 def _dvc_error(log: Path) -> str | None:

@@ -9,6 +9,7 @@ so ``dvc.lock`` comes out as a serial ``dvc repro`` writes it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +28,18 @@ class ScheduleResult:
 
 
 def reproduce(project: Project, executor: Executor, log: Path, *, targets: list[str] | None = None,
-              from_stage: str | None = None, force: bool = False, keep_going: bool = False) -> ScheduleResult:
+              from_stage: str | None = None, force: bool = False, keep_going: bool = False,
+              on_run: Callable[[], None] | None = None) -> ScheduleResult:
     """Reproduce like ``dvc repro [--force] [--keep-going] [--downstream FROM | TARGETS]``,
     ``executor.slots`` at a time. With ``keep_going``, a failure stops only the stages downstream of
-    it; the others still run."""
+    it; the others still run. ``on_run`` is called once, as soon as a stage is found to need running
+    (before any job is built or announced), so warm-ups start only when there is work."""
     repo = dvc.open_repo(project.root)
     try:
         with dvc.locked(repo), open(log, "a", encoding="utf-8") as out, dvc.logs_to(out):
-            return _Scheduler(repo, executor, out, log.parent, force, keep_going).run(targets, from_stage)
+            scheduler = _Scheduler(repo, executor, out, log.parent, force, keep_going)
+            scheduler.on_run = on_run
+            return scheduler.run(targets, from_stage)
     finally:
         repo.close()
 
@@ -46,6 +51,13 @@ class _Scheduler:
         # stage -> "pending" | "running" | "done" | "skipped" | "failed" | "blocked" (downstream of a failure)
         self.state: dict = {}
         self.result = ScheduleResult(ok=True)
+        self.on_run: Callable[[], None] | None = None
+
+    def _work_ahead(self) -> None:
+        """A stage will run: let the run start its kernel pool and stage processes (once)."""
+        if self.on_run is not None:
+            on_run, self.on_run = self.on_run, None
+            on_run()
 
     def run(self, targets: list[str] | None, from_stage: str | None) -> ScheduleResult:
         names = [from_stage] if from_stage else targets
@@ -112,6 +124,8 @@ class _Scheduler:
                 self.executor.discard(name)
                 self.state[stage] = "skipped"
                 return
+            if dvc.needs_command(stage) and _is_nbprod(stage):
+                self._work_ahead()  # before the deps are hashed: the warm-up overlaps that
             if not dvc.needs_command(stage):
                 # Frozen stages and data sources: DVC only verifies and records them; do it serially.
                 self._log(f"Verifying '{name}'")
@@ -170,6 +184,7 @@ class _Scheduler:
                 continue
             budget -= 1
             if stage not in self.announced:
+                self._work_ahead()
                 self.announced.add(stage)
                 self.executor.prepare(self._job(stage))
 

@@ -22,7 +22,7 @@ from .carry import (
 )
 from ..core.errors import NbprodError
 from .notebook import cell_source, cell_tags, read_notebook
-from ..core.project import GENERATED_DIR, METRICS_DIR, REPORTS_DIR, STAGES_DIR, Project
+from ..core.project import GENERATED_DIR, METRICS_DIR, PASSED_DIR, REPORTS_DIR, STAGES_DIR, Project
 from nbprod.sql.queries import Query, TableWrite, check_connection
 from .rlang import is_r, r_literal_assignments, r_names
 from .tags import TagError, parse_cell_tags
@@ -79,7 +79,7 @@ class Stage:
     def artifact(self, variable: str) -> str:
         """Where a variable this stage passes on is stored (extension chosen at run time)."""
         folder = Path(self.notebook).with_suffix("").as_posix().replace("/", "__")
-        return f"{GENERATED_DIR}/data/{folder}/{self.name}/{variable}"
+        return f"{PASSED_DIR}/{folder}/{self.name}/{variable}"
 
     @property
     def artifact_dir(self) -> str:

@@ -184,13 +184,15 @@ def load_model(root: Path, info: ModelVersion) -> object:
 
 
 def read_frame(root: Path, ref: DataRef):
-    """A parquet or CSV data file (or the first such file of a folder) as a DataFrame, from the cache."""
+    """A Parquet, Arrow or CSV data file (or the first such file of a folder) as a DataFrame, from the cache."""
     import pandas as pd
 
     files = artifact_files(cache_dir(root), ref.path, ref.md5)
     for name, data in files.items():
         if name.endswith(".parquet"):
             return pd.read_parquet(io.BytesIO(data))
+        if name.endswith(".arrow"):  # a DataFrame passed between stages (nbprod.artifacts)
+            return pd.read_feather(io.BytesIO(data))
         if name.endswith(".csv"):
             return pd.read_csv(io.BytesIO(data))
     return None

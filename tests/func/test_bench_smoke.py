@@ -24,6 +24,7 @@ SCENARIOS = (
     "compile a 50-cell notebook",
     "nbprod.validate 10,000 x 10",
     "drift 5,000 x 20 vs same-size reference",
+    "scale: frame 1,000 x 10 (0 MB) passed between 2 stages",
 )
 
 

@@ -32,6 +32,8 @@ def write_notebook(path: Path, cells: list[tuple[str, list[str]]], markdown: str
 # --- artifacts by type -----------------------------------------------------------------------
 
 
+
+
 # --- patterns the analysis cannot follow -----------------------------------------------------
 
 UNFOLLOWABLE = [

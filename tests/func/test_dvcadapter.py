@@ -4,6 +4,7 @@ pieces read from DVC's code: tests/unit/test_dvcadapter.py."""
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,10 @@ import pytest
 from helpers.paths import BIN
 
 from nbprod.execution import dvcadapter
+
+
+def _source(obj) -> str:
+    return " ".join(inspect.getsource(obj).split())  # whitespace-insensitive, as in tests/unit/test_dvcadapter.py
 
 
 DVC_YAML = """stages:
@@ -87,3 +92,39 @@ def test_commands_use_the_users_shell_as_dvc_does(tmp_path, monkeypatch):
                                                     "echo one > one.txt"),)
     finally:
         repo.close()
+
+
+def test_passed_values_are_hard_linked_into_the_cache_and_other_outputs_copied(tmp_path, monkeypatch):
+    """dvcadapter.record: Output.commit links when the cache's first link type is ``hardlink``, and
+    Stage.commit(filter_info=PATH) commits that one output; a DVC release changing either fails here."""
+    from dvc.output import Output
+    from dvc.stage import Stage
+
+    commit = _source(Output.commit)
+    assert 'hardlink = relink and next(iter(self.cache.cache_types), None) == "hardlink"' in commit, \
+        "Output.commit changed how it picks hard links: re-check dvcadapter._hardlinks"
+    assert "for out in self.filter_outs(filter_info)" in _source(Stage.commit), "re-check dvcadapter.record"
+    root = tmp_path / "repo"
+    root.mkdir()
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=root, check=True)
+    (root / "dvc.yaml").write_text("stages:\n  make:\n    cmd: mkdir -p .nbprod/data/nb/make/v && echo passed > "
+                                   ".nbprod/data/nb/make/v/value.npy && echo mine > mine.txt\n    outs:\n"
+                                   "      - .nbprod/data/nb/make/v\n      - mine.txt\n")
+    monkeypatch.chdir(root)
+    repo = dvcadapter.open_repo(root)
+    try:
+        with dvcadapter.locked(repo):
+            (stage,) = dvcadapter.plan(repo, [], downstream=False).stages
+            dvcadapter.prepare_to_run(stage, force=False)
+            for argv in dvcadapter.commands(stage).argv:
+                subprocess.run(argv, cwd=root, check=True)
+            dvcadapter.commit_stage(stage)
+            dvcadapter.write_lock_entry(stage)
+            assert repo.cache.local.cache_types == ["reflink", "copy"]  # the project's setting is left as it was
+    finally:
+        repo.close()
+    passed, mine = root / ".nbprod/data/nb/make/v/value.npy", root / "mine.txt"
+    assert passed.stat().st_nlink == 2 and oct(passed.stat().st_mode & 0o777) == "0o444"
+    assert mine.stat().st_nlink == 1
+    status = subprocess.run([str(BIN / "dvc"), "status", "-q"], cwd=root, capture_output=True, text=True)
+    assert status.returncode == 0, status.stdout

@@ -175,7 +175,7 @@ def test_values_are_stored_by_type_and_unpassable_values_name_the_variable(tmp_p
               "mixed": pd.DataFrame({0: [1, "a"]}), "number": 3}
     save("train", "out", **values)
     stored = {p.parent.name: p.name for p in (tmp_path / "out").glob("*/value.*")}
-    assert stored == {"frame": "value.parquet", "series": "value.series.parquet", "array": "value.npy",
+    assert stored == {"frame": "value.arrow", "series": "value.series.arrow", "array": "value.npy",
                       "model": "value.joblib", "mixed": "value.joblib", "number": "value.joblib"}
     for name, value in values.items():
         back = load("out", name)
@@ -187,3 +187,47 @@ def test_values_are_stored_by_type_and_unpassable_values_name_the_variable(tmp_p
         save("train", "out", handle=open(os.devnull))
     message = str(raised.value)
     assert "stage 'train' cannot pass variable 'handle'" in message and "outs:PATH" in message
+
+
+def test_large_frames_round_trip_exactly_through_arrow_files(tmp_path, monkeypatch):
+    """Above VERIFY_ROWS a numeric frame is not read back when saved (its values are exact by type);
+    every shape still comes back equal, and one that Arrow cannot keep exactly is pickled instead."""
+    from nbprod.artifacts import VERIFY_ROWS, load, save
+
+    (tmp_path / ".dvc").mkdir()
+    monkeypatch.setenv("NBPROD_ROOT", str(tmp_path))
+    rows = VERIFY_ROWS + 7
+    rng = np.random.default_rng(3)
+    floats = rng.standard_normal(rows)
+    floats[:3] = [np.nan, -0.0, np.inf]
+    values = {
+        "numeric": pd.DataFrame({"f": floats, "i": rng.integers(-9, 9, rows), "u": np.arange(rows, dtype="uint8"),
+                                 "b": floats > 0, "f32": floats.astype("float32")}),
+        "named_range": pd.DataFrame({"x": floats}, index=pd.RangeIndex(10, 10 + 2 * rows, 2, name="row")),
+        "int_index": pd.DataFrame({"x": floats}, index=pd.Index(rng.permutation(rows), name="key")),
+        "filtered": pd.DataFrame({"x": floats})[floats > 0],
+        "strings": pd.DataFrame({"s": [f"v{i}" for i in range(rows)], "x": floats}),
+        "series": pd.Series(floats, name="score"),
+        "unnamed_series": pd.Series(floats),
+        "int_columns": pd.DataFrame(np.ones((rows, 2)), columns=[0, 1]),
+        "big_array": rng.standard_normal((300, 1000)),
+        "fortran_array": np.asfortranarray(rng.integers(0, 9, (1000, 300))),
+    }
+    save("big", "out", **values)
+    stored = {p.parent.name: p.name for p in (tmp_path / "out").glob("*/value.*")}
+    assert stored["numeric"] == "value.arrow" and stored["series"] == "value.series.arrow"
+    for name, value in values.items():
+        back = load("out", name)
+        assert same(value, back), name
+        if isinstance(value, np.ndarray):
+            assert type(back) is np.ndarray and back.flags.writeable and back.flags.f_contiguous == \
+                value.flags.f_contiguous, name
+        else:
+            assert type(back.index) is type(value.index) and back.index.names == value.index.names, name
+    back = load("out", "numeric")  # bit for bit, not only equal (-0.0, NaN, inf)
+    assert back["f"].to_numpy().tobytes() == floats.tobytes()
+    # a value passed before Arrow files (an older run's output, a run cache entry) still loads
+    old = tmp_path / "out" / "old"
+    old.mkdir()
+    values["numeric"].to_parquet(old / "value.parquet")
+    assert same(values["numeric"], load("out", "old"))
