@@ -1,5 +1,5 @@
 // Tests of the TypeScript tag logic against the schema JSON that nbprod exports.
-// NBPROD_TAG_CASES (written by tests/test_extension_tags.py) holds the Python parser's verdicts on a
+// NBPROD_TAG_CASES (written by tests/func/test_extension_tags.py) holds the Python parser's verdicts on a
 // corpus of tag lists; the TypeScript parser must reach the same verdicts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

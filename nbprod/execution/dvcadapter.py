@@ -5,7 +5,7 @@ DVC has no public API for "run this stage's command elsewhere, then record it". 
 imports private names (``dvc.stage.run._make_cmd``, ``_enforce_cmd_list``) and mirrors the steps of
 ``Stage.reproduce``, ``Stage.run`` and ``dvc.stage.run.run_stage`` around the command (skip an
 unchanged stage, restore from the run cache, remove outputs, save deps; after the command: save
-with the run cache, commit, dump the lock entry). tests/test_dvcadapter.py pins each of these:
+with the run cache, commit, dump the lock entry). tests/{unit,func}/test_dvcadapter.py pins each of these:
 it fails loudly, naming the step, when a DVC release changes one (pyproject pins ``dvc<4``).
 Modules import DVC lazily (inside functions): ``import dvc.repo`` is not free, and many callers never need it.
 """

@@ -8,7 +8,7 @@ forks one kernel per stage on request. A forked kernel is a new process with its
 namespace, started with the stage's arguments, working directory, environment, standard streams,
 session and fresh random seeds, exactly as jupyter_client would launch it; the only difference is
 that the preloaded modules are already in ``sys.modules``. Results are bit-for-bit those of a
-fresh kernel (``tests/test_kernelpool.py``).
+fresh kernel (``tests/func/test_kernelpool.py``).
 
 What is preloaded, and what is not (see ``preload_modules``):
 * third-party modules imported at the top level of stage cells (``import x`` / ``from x import y``);

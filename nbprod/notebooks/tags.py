@@ -1,7 +1,7 @@
 """The tag schema: the one definition of cell tags, shared by the CLI and the JupyterLab extension.
 
 ``SCHEMA`` is exported to ``nbprod/schema/tags.json`` (``python -m nbprod.notebooks.tags``); the extension gets
-the same schema from the server's ``/nbprod/api/schema`` endpoint, and tests/test_extension_tags.py
+the same schema from the server's ``/nbprod/api/schema`` endpoint, and tests/func/test_extension_tags.py
 runs the extension's TypeScript parser against this one on the same cases.
 """
 
