@@ -7,7 +7,7 @@ STAMP := $(VENV)/.nbprod-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-quick bench browser rkernel postgres node clean
+.PHONY: install demo test test-quick bench browser rkernel postgres podman node clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,14 @@ postgres:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "make: PostgreSQL is missing; install Debian's postgresql package" >&2; exit 1; fi; }
 
+# Container images (nbprod image build; tests/test_image.py): podman with runc, and mmdebstrap for the
+# tests' locally built base image (no registry is reachable from the test machines), from Debian.
+podman:
+	@{ command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    podman buildah mmdebstrap runc slirp4netns uidmap >/dev/null; \
+	  else echo "make: podman is missing; install Debian's podman buildah mmdebstrap runc slirp4netns uidmap" >&2; exit 1; fi; }
+
 demo: install
 	nbprod run
 	@echo "Executed notebooks: $(CURDIR)/reports/<stage>.ipynb (versioned by DVC); HTML: reports/<stage>.html"
@@ -58,7 +66,7 @@ demo: install
 
 # Lint first (seconds), then every test: tests/unit (in process), then tests/func (real processes and
 # servers). `make test-quick`: the unit tests, then the functional ones not marked slow (over ~10 s).
-test: install browser rkernel postgres
+test: install browser rkernel postgres podman
 	$(PY) -m ruff check nbprod tests benchmarks
 	$(PY) -m pytest -q
 

@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     a.add_argument("--retries", type=int, default=1, help="retries per task (default 1)")
     a.add_argument("--lock-timeout", type=int, default=3600, metavar="SECONDS",
                    help="how long a task waits for another task's recording step (default 3600)")
+    a.add_argument("--image", help="one KubernetesPodOperator task running this image (nbprod image build "
+                                   "--target run) instead of a BashOperator per stage")
+    a.add_argument("--namespace", default="default", help="Kubernetes namespace of that pod (default: default)")
     a.set_defaults(handler=cmd_export_airflow)
     p.set_defaults(handler=lambda args: p.print_help() or 2)
 
@@ -31,7 +34,8 @@ def cmd_export_airflow(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(project)
     options = AirflowOptions(project_dir=(args.project_dir or project.root).resolve() if args.project_dir is None
                              else args.project_dir, schedule=args.schedule, retries=args.retries,
-                             lock_timeout=args.lock_timeout)
+                             lock_timeout=args.lock_timeout, image=args.image, namespace=args.namespace)
     path, written = export_airflow(pipeline, args.out.resolve() if args.out else None, options)
-    print(f"{'Wrote' if written else 'Unchanged:'} {path} ({len(pipeline.stages)} tasks)")
+    tasks = "1 KubernetesPodOperator task" if args.image else f"{len(pipeline.stages)} tasks"
+    print(f"{'Wrote' if written else 'Unchanged:'} {path} ({tasks})")
     return 0

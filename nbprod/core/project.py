@@ -15,6 +15,7 @@ STAGES_DIR = ".nbprod/stages"
 RUNS_DIR = ".nbprod/runs"              # one folder per run: events.jsonl, dvc.log, stage logs
 CANDIDATES_DIR = ".nbprod/candidates"  # retrain candidates' records and comparison reports
 PREDICTIONS_DIR = ".nbprod/serve/predictions"  # nbprod serve's prediction log (default)
+IMAGE_CONTEXT_DIR = ".nbprod/image/context"  # nbprod image build's staged build context (removed after)
 REPORTS_DIR = "reports"
 METRICS_DIR = "metrics"
 DEBUG_DIR = "nbprod-debug"

@@ -29,7 +29,10 @@ class BundleResult:
     manifest_sha256: str = ""
 
 
-def package(project: Project, version_text: str | None, output: Path) -> BundleResult:
+def collect(project: Project, version_text: str | None) -> tuple[dict[str, bytes], str]:
+    """Every file a bundle of the version (or the working state) holds, by project-relative path, and
+    where they came from: git's tracked files at its commit, the DVC outputs of its dvc.lock from the
+    cache, and the environment lock. ``nbprod package`` zips them; ``nbprod image build`` copies them."""
     root = project.root
     gitrepo.require_repo(root)
     if version_text:
@@ -61,18 +64,28 @@ def package(project: Project, version_text: str | None, output: Path) -> BundleR
         captured = files.get(environment.CAPTURE_FILE)
         env = json.loads(captured) if captured else environment.capture()
         files[environment.LOCK_FILE] = environment.lock_text(env).encode()
-    manifest = {"format": FORMAT, "source": source, "created": registry.now(),
+    return files, source
+
+
+def manifest_bytes(files: dict[str, bytes], source: str, created: str) -> bytes:
+    """The bundle manifest (``nbprod-bundle.json``): every file's sha256 and size."""
+    manifest = {"format": FORMAT, "source": source, "created": created,
                 "files": {p: {"sha256": sha256_bytes(d), "size": len(d)} for p, d in sorted(files.items())}}
+    return (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+
+
+def package(project: Project, version_text: str | None, output: Path) -> BundleResult:
+    files, source = collect(project, version_text)
     output = output if output.is_absolute() else Path.cwd() / output
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
-    manifest_bytes = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    manifest = manifest_bytes(files, source, registry.now())
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(MANIFEST, manifest_bytes)
+        archive.writestr(MANIFEST, manifest)
         for rel, data in sorted(files.items()):
             archive.writestr(rel, data)
     os.replace(partial, output)
-    return BundleResult(len(files), output.stat().st_size, source, sha256_bytes(manifest_bytes))
+    return BundleResult(len(files), output.stat().st_size, source, sha256_bytes(manifest))
 
 
 def verify(bundle: Path, expected_manifest: str | None = None) -> tuple[dict, dict[str, bytes]]:

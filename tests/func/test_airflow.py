@@ -222,3 +222,29 @@ def test_airflow_dags_test_twice_checks_each_runs_own_record(tmp_path, airflow_p
         verdicts.append(alerts)
     first = sorted(p for p in (root / "records").iterdir() if p.is_dir())[0]
     assert json.loads((first / "alerts.json").read_text())["checks"][0]["value"] == 42  # left as it was
+
+
+def test_export_with_an_image_is_one_pod_task_running_the_pipeline(tmp_path):
+    """--image: one KubernetesPodOperator running the image's `nbprod run --record` (pods share no
+    project folder, so stages cannot be split across them). Rendered and parsed only: the cached
+    Airflow venv has no Kubernetes provider."""
+    import ast
+
+    root = _project(tmp_path / "p")
+    out = tmp_path / "pod.py"
+    done = nbprod("export", "airflow", "--image", "registry.example/model:v1.0.0", "--namespace", "ml",
+                  "--out", out, cwd=root)
+    assert "1 KubernetesPodOperator task" in done.stdout
+    text = out.read_text()
+    tree = ast.parse(text)
+    calls = [n for n in ast.walk(tree)
+             if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "KubernetesPodOperator"]
+    assert len(calls) == 1
+    kwargs = {k.arg: ast.literal_eval(k.value) for k in calls[0].keywords if k.arg != "image"}
+    assert kwargs["cmds"] == ["nbprod"] and kwargs["arguments"] == ["run", "--record"] and kwargs["namespace"] == "ml"
+    assert "IMAGE = 'registry.example/model:v1.0.0'" in text and "BashOperator" not in text
+    again = nbprod("export", "airflow", "--image", "registry.example/model:v1.0.0", "--namespace", "ml",
+                   "--out", out, cwd=root)
+    assert "Unchanged" in again.stdout and out.read_text() == text
+    bad = nbprod("export", "airflow", "--image", "x; rm -rf /", "--out", tmp_path / "bad.py", cwd=root, check=False)
+    assert bad.returncode == 2 and not (tmp_path / "bad.py").exists()

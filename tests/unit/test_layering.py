@@ -19,7 +19,7 @@ FOUNDATION = ["nbprod.core"]
 CORE = ["nbprod.notebooks", "nbprod.executed", "nbprod.execution"]
 CAPABILITIES = ["nbprod.lifecycle", "nbprod.monitor", "nbprod.serve", "nbprod.contracts", "nbprod.fairness",
                 "nbprod.report", "nbprod.export", "nbprod.widgets", "nbprod.explain", "nbprod.modelcard",
-                "nbprod.feedback", "nbprod.sql"]
+                "nbprod.feedback", "nbprod.sql", "nbprod.image"]
 SHELLS = ["nbprod.cli", "nbprod.commands", "nbprod.jupyter"]
 
 
