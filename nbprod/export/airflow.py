@@ -108,15 +108,7 @@ def render_pod_dag(pipeline: Pipeline, options: AirflowOptions) -> str:
         "",
         f"IMAGE = {options.image!r}",
         "",
-        "with DAG(",
-        f"    dag_id={dag_id(pipeline)!r},",
-        f"    schedule={schedule!r},",
-        "    start_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),",
-        "    catchup=False,",
-        "    max_active_runs=1,",
-        f"    default_args={{\"retries\": {options.retries}, \"retry_delay\": datetime.timedelta(minutes=5)}},",
-        '    tags=["nbprod"],',
-        ") as dag:",
+        *_dag_opening(pipeline, schedule, options),
         "    t_nbprod_run = KubernetesPodOperator(",
         '        task_id="nbprod_run",',
         f'        name={(dag_id(pipeline).replace("_", "-") + "-run")!r},',
@@ -163,15 +155,7 @@ def render_dag(pipeline: Pipeline, options: AirflowOptions) -> str:
         'NBPROD = shlex.quote(os.environ.get("NBPROD_BIN", "nbprod"))',
         f"LOCK_TIMEOUT = {options.lock_timeout}",
         "",
-        "with DAG(",
-        f"    dag_id={dag_id(pipeline)!r},",
-        f"    schedule={schedule!r},",
-        "    start_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),",
-        "    catchup=False,",
-        "    max_active_runs=1,",
-        f"    default_args={{\"retries\": {options.retries}, \"retry_delay\": datetime.timedelta(minutes=5)}},",
-        '    tags=["nbprod"],',
-        ") as dag:",
+        *_dag_opening(pipeline, schedule, options),
     ]
     names = {}
     for stage in stages:
@@ -219,3 +203,18 @@ def export_airflow(pipeline: Pipeline, out: Path | None, options: AirflowOptions
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, text)
     return path, True
+
+
+def _dag_opening(pipeline, schedule, options) -> list[str]:
+    """The ``with DAG(...)`` lines both kinds of DAG file open with."""
+    return [
+        "with DAG(",
+        f"    dag_id={dag_id(pipeline)!r},",
+        f"    schedule={schedule!r},",
+        "    start_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),",
+        "    catchup=False,",
+        "    max_active_runs=1,",
+        f"    default_args={{\"retries\": {options.retries}, \"retry_delay\": datetime.timedelta(minutes=5)}},",
+        '    tags=["nbprod"],',
+        ") as dag:",
+    ]
