@@ -21,7 +21,7 @@ def register(subparsers) -> None:
 def cmd_learn(args: argparse.Namespace) -> int:
     from ..core.project import find_project
     from ..lifecycle.candidates import CANDIDATES_DIR
-    from ..online.learn import learn
+    from ..online.incremental import learn
 
     done = learn(find_project(), note=args.note, echo=lambda text: print(text, file=sys.stderr, flush=True))
     record, held = done.candidate.record, done.approved is None

@@ -180,3 +180,14 @@ def test_learn_approves_good_holds_poisoned_and_rollback_restores_bytes(online):
         nbprod("rollback", "v1.1.0", "--by", "alice", "--note", "the learned one again", cwd=root)
         assert model_files(root) == learned_files
         assert wait_for_version(client, server.base, "v1.1.0") == "v1.1.0"
+
+
+def test_a_model_without_partial_fit_is_refused_before_anything_is_written(ran_copy):
+    root = ran_copy  # the example's LogisticRegression, approved as v1.0.0
+    nbprod("retrain", cwd=root)
+    nbprod("approve", "c1", "--by", "alice", cwd=root)
+    before = run("git", "for-each-ref", cwd=root).stdout, sorted((root / ".nbprod/candidates").iterdir())
+    done = nbprod("learn", cwd=root, check=False)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "(LogisticRegression) has no partial_fit" in done.stderr and "nbprod retrain" in done.stderr
+    assert (run("git", "for-each-ref", cwd=root).stdout, sorted((root / ".nbprod/candidates").iterdir())) == before

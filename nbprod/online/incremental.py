@@ -34,7 +34,7 @@ class Learned:
 
 def learn(project: Project, note: str = "", echo=lambda text: None) -> Learned:
     """Learn, register the candidate, then decide by policy (the approval takes the run lock itself)."""
-    from nbprod.online.options import load_online_settings
+    from nbprod.online.settings import load_online_settings
 
     settings = load_online_settings(project.root)
     candidate = _learn_candidate(project, note, settings, echo)
