@@ -88,6 +88,7 @@ def _learn_locked(project: Project, note: str, settings, echo):
         raise NbprodError(f"{parent.version} has {window.rows} labelled row(s) with logged inputs since it went "
                           f"into production ({since.isoformat()}); min_rows is {settings.min_rows}", "pyproject.toml",
                           fix="wait for more outcomes, or lower [tool.nbprod.online] min_rows")
+    _refuse_relearning(root, config.model_name, parent.version, window.sha256)
     echo(f"learning from {window.rows} labelled rows of {parent.version} ({window.first} to {window.last})")
     learned = prequential(model, window.frame, window.outcome, settings.batch_size, info.model_path)
     classes = getattr(learner_of(model, info.model_path)[0], "classes_", None)
@@ -97,9 +98,8 @@ def _learn_locked(project: Project, note: str, settings, echo):
                         {"live": _gate_view(live, "live.")})
     training = first_frame(root, info.training, features)
     share, drifted = drift_share(training, window.frame) if training is not None else (1.0, ["(no training data)"])
-    commit, model_md5 = _version_commit(root, cache_dir(root), parent.commit, info.model_path, info.model_md5,
-                                        artifact_files(cache_dir(root), info.model_path, info.model_md5),
-                                        learned.model, parent.version)
+    model_md5, files = _store_model(cache_dir(root), info.model_md5,
+                                    artifact_files(cache_dir(root), info.model_path, info.model_md5), learned.model)
     number = max((int(i[1:]) for i in candidate_ids(root) if i[1:].isdigit()), default=0) + 1
     candidate_id = f"c{number}"
     record = {"candidate": candidate_id, "model": config.model_name, "created": registry.now(), "base": parent.commit,
@@ -114,10 +114,31 @@ def _learn_locked(project: Project, note: str, settings, echo):
               "gates": [g.to_dict() for g in gates], "gates_passed": gates_passed(gates),
               "model_path": info.model_path, "model_md5": model_md5,
               "environment": parent.record.get("environment")}
+    commit = _version_commit(root, parent.commit, info.model_path, model_md5, files,
+                             f"nbprod learn: candidate {candidate_id} of {config.model_name}, {parent.version} "
+                             f"updated on its feedback\n\n{registry.RECORD_MARKER}\n"
+                             f"{json.dumps(record, indent=1, sort_keys=True)}\n")
     gitrepo.set_ref(root, REF_PREFIX + candidate_id, commit)
     candidate = Candidate(candidate_id, commit, record)
     write_record(root, candidate)
     return candidate
+
+
+def _refuse_relearning(root: Path, model: str, version: str, sha256: str) -> None:
+    """The same parent and the same rows give the same candidate again: name the one waiting instead."""
+    from nbprod.lifecycle.candidates import candidate_ids, load_candidate
+    from nbprod.lifecycle.registry import rejections
+
+    rejected = {e.commit for e in rejections(root, model)}
+    for candidate_id in candidate_ids(root):
+        candidate = load_candidate(root, candidate_id)
+        r = candidate.record
+        if r.get("kind") == "online" and r.get("parent", {}).get("version") == version and \
+                r.get("window", {}).get("sha256") == sha256 and candidate.commit not in rejected:
+            raise NbprodError(f"candidate {candidate_id} already learned these {r['window']['rows']} rows of "
+                              f"{version} (window sha256 {sha256[:12]})", "nbprod learn",
+                              fix=f"decide on it (nbprod approve {candidate_id} --by NAME, or nbprod reject "
+                                  f"{candidate_id}), or wait for new outcomes")
 
 
 def _typed(values: list, classes) -> list:
@@ -135,13 +156,11 @@ def _gate_view(figures: dict, prefix: str) -> dict:
     return view
 
 
-def _version_commit(root: Path, cache: Path, parent_commit: str, model_path: str, parent_md5: str,
-                    files: dict[str, bytes], model, parent_version: str) -> tuple[str, str]:
-    """Put the updated model's bytes (and its folder listing) in the DVC cache; commit the parent's tree
-    with dvc.lock naming them. Returns (commit, model md5)."""
+def _store_model(cache: Path, parent_md5: str, files: dict[str, bytes], model) -> tuple[str, dict[str, bytes]]:
+    """Put the updated model's bytes (and, for a folder, its listing) in the DVC cache; returns the hash
+    dvc.lock gives the output and its files."""
     import joblib
 
-    from nbprod.core import gitrepo
     from nbprod.core.dvccache import object_path
 
     name = next(n for n in files if n.endswith((".joblib", ".pkl", ".pickle")))
@@ -153,13 +172,21 @@ def _version_commit(root: Path, cache: Path, parent_commit: str, model_path: str
         md5 = hashlib.md5(data).hexdigest()
         _store(object_path(cache, md5), data)
         entries.append({"md5": md5, "relpath": rel})
-    if parent_md5.endswith(".dir"):
-        entries.sort(key=lambda e: e["relpath"])
-        listing = json.dumps(entries, sort_keys=True).encode()
-        model_md5 = hashlib.md5(listing).hexdigest() + ".dir"
-        _store(object_path(cache, model_md5), listing)
-    else:
-        model_md5 = entries[0]["md5"]
+    if not parent_md5.endswith(".dir"):
+        return entries[0]["md5"], files
+    entries.sort(key=lambda e: e["relpath"])
+    listing = json.dumps(entries, sort_keys=True).encode()
+    model_md5 = hashlib.md5(listing).hexdigest() + ".dir"
+    _store(object_path(cache, model_md5), listing)
+    return model_md5, files
+
+
+def _version_commit(root: Path, parent_commit: str, model_path: str, model_md5: str, files: dict[str, bytes],
+                    message: str) -> str:
+    """The parent's tree with dvc.lock naming the new model output, committed on the parent (through a
+    private index: the user's index and working tree are untouched)."""
+    from nbprod.core import gitrepo
+
     lock = yaml.safe_load(gitrepo.show_file(root, parent_commit, "dvc.lock"))
     for stage in lock["stages"].values():
         for out in stage.get("outs") or []:
@@ -175,9 +202,7 @@ def _version_commit(root: Path, cache: Path, parent_commit: str, model_path: str
         blob = gitrepo.git(root, "hash-object", "-w", "--stdin", input=text)
         gitrepo.git(root, "update-index", "--cacheinfo", f"100644,{blob},dvc.lock", env=env)
         tree = gitrepo.git(root, "write-tree", env=env)
-    commit = gitrepo.commit_tree(root, tree, parent_commit,
-                                 f"nbprod learn: {parent_version} updated on its feedback\n")
-    return commit, model_md5
+    return gitrepo.commit_tree(root, tree, parent_commit, message)
 
 
 def _store(path: Path, data: bytes) -> None:

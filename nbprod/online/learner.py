@@ -61,12 +61,18 @@ def prequential(model, frame, outcome: list, batch_size: int, where: str) -> Pre
 
 
 def quality(truth: list, predicted: list, proba: list | None, classes) -> dict[str, float]:
-    """accuracy always; precision, recall, f1, roc_auc, log_loss for two classes (the second is positive)."""
+    """Classifiers (``classes`` known): accuracy; precision, recall, f1, roc_auc, log_loss for two classes
+    (the second is positive). Regressors (no classes): mae, rmse, r2."""
     import numpy as np
     from sklearn import metrics
 
+    if classes is None:
+        t, p = np.asarray(truth, dtype=float), np.asarray(predicted, dtype=float)
+        return {"n": float(len(t)), "mae": float(metrics.mean_absolute_error(t, p)),
+                "rmse": float(np.sqrt(metrics.mean_squared_error(t, p))),
+                "r2": float(metrics.r2_score(t, p)) if len(t) > 1 else float("nan")}
     out = {"n": float(len(truth)), "accuracy": float(metrics.accuracy_score(truth, predicted))}
-    labels = list(classes) if classes is not None else sorted(set(truth) | set(predicted))
+    labels = list(classes)
     if len(labels) == 2:
         positive = labels[1]
         for name, score in (("precision", metrics.precision_score), ("recall", metrics.recall_score),

@@ -158,6 +158,10 @@ def test_learn_approves_good_holds_poisoned_and_rollback_restores_bytes(online):
         assert held["parent"]["version"] == "v1.1.0" and held["window"]["rows"] == len(y)  # only v1.1.0's rows
         assert held["metrics"]["online"]["online.accuracy"] < 0.85 and not held["gates_passed"]
         assert held["parent_live"]["live.accuracy"] < 0.1  # v1.1.0 answered right: the flipped labels disagree
+        again = nbprod("learn", cwd=root, check=False)  # the same rows again: the waiting candidate is named
+        assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+        assert f"candidate c3 already learned these {len(y)} rows of v1.1.0" in again.stderr
+        assert not (root / ".nbprod/candidates/c4").exists()
         time.sleep(1)
         assert client.get(f"{server.base}/model").headers["x-model-version"] == "v1.1.0"
 
@@ -166,6 +170,8 @@ def test_learn_approves_good_holds_poisoned_and_rollback_restores_bytes(online):
         assert [(e["version"], e.get("approved_by")) for e in approvals] == \
             [("v1.0.0", None), ("v1.1.0", "policy")]
         policy = approvals[1]["policy"]
+        assert approvals[1]["gates"] == good["gates"] and approvals[1]["model_md5"] == good["model_md5"]
+        assert approvals[1]["metrics"] == good["metrics"] and approvals[1]["gates_passed"] is True
         assert policy["gates"] == good["gates"] and policy["window"]["sha256"] == good["window"]["sha256"]
         assert "c3" not in {e.get("candidate") for e in history}
         text = nbprod("history", cwd=root).stdout

@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
-from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.linear_model import LogisticRegression, SGDClassifier, SGDRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -47,6 +47,16 @@ def test_prequential_predicts_each_batch_before_learning_it(data):
     np.testing.assert_array_equal(done.model.coef_, by_hand.coef_)
     assert not np.array_equal(first.coef_, done.model.coef_)  # the parent's object is left as it was
     assert {"online.roc_auc", "online.log_loss", "online.f1"} <= set(done.metrics)
+
+
+def test_a_regressor_gets_error_figures(data):
+    frame, y = data
+    scaled = (frame - frame.mean()) / frame.std()
+    target = scaled.iloc[:, 0].to_numpy() * 2.0
+    first = SGDRegressor(random_state=0).fit(scaled.iloc[:300], target[:300])
+    done = prequential(first, scaled.iloc[300:], target[300:].tolist(), 50, "model")
+    assert set(done.metrics) == {"online.n", "online.mae", "online.rmse", "online.r2"}
+    assert done.metrics["online.rmse"] >= done.metrics["online.mae"] > 0
 
 
 def test_drift_share_counts_shifted_features(data):
