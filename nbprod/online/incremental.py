@@ -94,8 +94,12 @@ def _learn_locked(project: Project, note: str, settings, echo):
     classes = getattr(learner_of(model, info.model_path)[0], "classes_", None)
     live = {f"live.{k}": v for k, v in quality(_typed(window.outcome, classes), _typed(window.prediction, classes),
                                                    window.probabilities, classes).items()}
-    gates = check_gates(config.gates, {"online": _gate_view(learned.metrics, "online.")},
-                        {"live": _gate_view(live, "live.")})
+    scored = _holdout_scores(root, info, features, model, learned.model, classes)
+    held_out = {"holdout": scored[0]} if scored else {}
+    parent_held_out = {"holdout": scored[1]} if scored else {}
+    gates = check_gates([*config.gates, *settings.gates],
+                        {"online": _gate_view(learned.metrics, "online."), **held_out},
+                        {"live": _gate_view(live, "live."), **parent_held_out})
     training = first_frame(root, info.training, features)
     share, drifted = drift_share(training, window.frame) if training is not None else (1.0, ["(no training data)"])
     model_md5, files = _store_model(cache_dir(root), info.model_md5,
@@ -107,9 +111,12 @@ def _learn_locked(project: Project, note: str, settings, echo):
               "parent": {"version": parent.version, "commit": parent.commit, "model_md5": info.model_md5},
               "window": {**window.describe(), "since": since.isoformat(), "batch_size": settings.batch_size,
                          "batches": learned.batches},
-              "metrics": {"online": learned.metrics}, "parent_live": live,
-              "champion": {"version": parent.version, "commit": parent.commit, "metrics_on_holdout": {"live": live},
-                           "scored": "its live figures on the same window", "same_holdout": True},
+              "metrics": {"online": learned.metrics, **held_out}, "parent_live": live,
+              "parent_holdout": scored[1] if scored else None,
+              "champion": {"version": parent.version, "commit": parent.commit,
+                           "metrics_on_holdout": {"live": live, **parent_held_out},
+                           "scored": "its live figures on the same window" + (
+                               " and its own holdout" if scored else ""), "same_holdout": True},
               "drift": {"share": share, "features": drifted, "max_drift_share": settings.max_drift_share},
               "gates": [g.to_dict() for g in gates], "gates_passed": gates_passed(gates),
               "model_path": info.model_path, "model_md5": model_md5,
@@ -122,6 +129,26 @@ def _learn_locked(project: Project, note: str, settings, echo):
     candidate = Candidate(candidate_id, commit, record)
     write_record(root, candidate)
     return candidate
+
+
+def _holdout_scores(root: Path, info, features: list[str], parent_model, model, classes) -> tuple[dict, dict] | None:
+    """``holdout.*`` figures of the learned model and of the parent on the parent's own holdout (the
+    clean rows its scoring stage read), when it has exactly one column besides the features (the label)."""
+    from nbprod.online.learner import quality
+    from nbprod.serve.loaded import first_frame
+
+    frame = first_frame(root, info.holdout, features)
+    labels = [c for c in frame.columns if c not in features] if frame is not None else []
+    if len(labels) != 1 or not len(frame):
+        return None
+    truth = _typed(frame[labels[0]].tolist(), classes)
+
+    def figures(which) -> dict:
+        proba = which.predict_proba(frame[features]).tolist() if hasattr(which, "predict_proba") else None
+        done = quality(truth, which.predict(frame[features]).tolist(), proba, classes)
+        return {f"holdout.{k}": v for k, v in done.items()}
+
+    return figures(model), figures(parent_model)
 
 
 def _refuse_relearning(root: Path, model: str, version: str, sha256: str) -> None:

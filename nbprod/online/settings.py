@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbprod.core.errors import NbprodError
@@ -16,9 +16,10 @@ class OnlineSettings:
     max_drift_share: float = 0.2      # the share of features allowed to drift since the parent's training data
     batch_size: int = 50              # rows per test-then-train step
     min_rows: int = 30                # fewer labelled rows in the window: nothing is learned
+    gates: list = field(default_factory=list)   # more gates for incremental candidates only (e.g. holdout.*)
 
 
-_TYPES = {"auto_approve": bool, "max_drift_share": (int, float), "batch_size": int, "min_rows": int}
+_TYPES = {"auto_approve": bool, "max_drift_share": (int, float), "batch_size": int, "min_rows": int, "gates": dict}
 _EXAMPLE = "e.g. auto_approve = true, max_drift_share = 0.2, batch_size = 50, min_rows = 30"
 
 
@@ -38,6 +39,9 @@ def load_online_settings(root: Path) -> OnlineSettings:
             raise NbprodError(f"[tool.nbprod.online] {key} has the wrong type ({type(value).__name__})", WHERE,
                               fix=_EXAMPLE)
         values[key] = value
+    from nbprod.core.conditions import parse_rules
+
+    values["gates"] = parse_rules(values.get("gates", {}), "online.gates", history=False)
     settings = OnlineSettings(**values)
     if not 0 <= settings.max_drift_share <= 1:
         raise NbprodError("[tool.nbprod.online] max_drift_share must be between 0 and 1", WHERE, fix=_EXAMPLE)

@@ -37,6 +37,9 @@ auto_approve = true
 max_drift_share = 0.3
 batch_size = 25
 min_rows = 30
+
+[tool.nbprod.online.gates]
+"holdout.accuracy" = ">= champion - 0.02"
 '''
 MODEL_DIR = ".nbprod/data/notebooks__model/train/model"
 BATCH = 25
@@ -139,7 +142,11 @@ def test_learn_approves_good_holds_poisoned_and_rollback_restores_bytes(online):
         assert good["metrics"]["online"]["online.accuracy"] == pytest.approx(expected_accuracy, abs=1e-12)
         served_live = sk.accuracy_score(y, first.predict(frame))
         assert good["parent_live"]["live.accuracy"] == pytest.approx(served_live, abs=1e-12)
-        assert all(g["passed"] for g in good["gates"]) and good["gates_passed"]
+        assert all(g["passed"] for g in good["gates"]) and good["gates_passed"] and len(good["gates"]) == 3
+        assert good["parent_holdout"]["holdout.accuracy"] == pytest.approx(
+            sk.accuracy_score(y, first.predict(frame)), abs=1e-12)  # the holdout is test.parquet
+        assert good["metrics"]["holdout"]["holdout.accuracy"] == pytest.approx(
+            sk.accuracy_score(y, expected_model.predict(frame)), abs=1e-12)
         learned_files = cached_model(root, good["model_md5"])
         learned = joblib.load(io.BytesIO(next(v for k, v in learned_files.items() if k.endswith(".joblib"))))
         np.testing.assert_array_equal(learned[-1].coef_, expected_model[-1].coef_)
@@ -152,12 +159,16 @@ def test_learn_approves_good_holds_poisoned_and_rollback_restores_bytes(online):
         post_rows(client, server.base, "p", frame, (1 - y).tolist())
         done = nbprod("learn", cwd=root, check=False)
         assert done.returncode == 1, done.stdout + done.stderr
-        assert "held for a human: failed gates: accuracy >= 0.85" in done.stdout
+        assert "held for a human: failed gates: accuracy >= 0.85; holdout.accuracy >= champion - 0.02" in done.stdout
         assert "Decide: nbprod approve c3 --by NAME --override REASON" in done.stdout
         held = json.loads((root / ".nbprod/candidates/c3/candidate.json").read_text())
         assert held["parent"]["version"] == "v1.1.0" and held["window"]["rows"] == len(y)  # only v1.1.0's rows
         assert held["metrics"]["online"]["online.accuracy"] < 0.85 and not held["gates_passed"]
         assert held["parent_live"]["live.accuracy"] < 0.1  # v1.1.0 answered right: the flipped labels disagree
+        # On the parent's clean holdout the poisoned update is worse than its parent: that gate fails too.
+        gate, = [g for g in held["gates"] if g["gate"].startswith("holdout.accuracy")]
+        assert gate["passed"] is False and gate["value"] == held["metrics"]["holdout"]["holdout.accuracy"]
+        assert held["metrics"]["holdout"]["holdout.accuracy"] < held["parent_holdout"]["holdout.accuracy"] - 0.02
         again = nbprod("learn", cwd=root, check=False)  # the same rows again: the waiting candidate is named
         assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
         assert f"candidate c3 already learned these {len(y)} rows of v1.1.0" in again.stderr

@@ -88,6 +88,7 @@ def test_the_policy_holds_for_a_failed_gate_drift_no_gates_or_when_off():
     ("auto_approve = 1", "auto_approve has the wrong type (int)"),
     ("max_drift_share = 2", "max_drift_share must be between 0 and 1"),
     ("keep = 3", "has an unknown key 'keep'"),
+    ('[tool.nbprod.online.gates]\naccuracy = "about 0.9"', "[tool.nbprod.online.gates] accuracy = 'about 0.9'"),
 ])
 def test_bad_online_settings_name_the_key(tmp_path, table, message):
     (tmp_path / "pyproject.toml").write_text(f"[tool.nbprod.online]\n{table}\n")
