@@ -14,7 +14,8 @@ from .core.errors import NbprodError, StageFailed, exit_status
 COMMAND_MODULES = ("nbprod.commands.workflow", "nbprod.commands.report", "nbprod.commands.lifecycle",
                    "nbprod.commands.data", "nbprod.commands.serve", "nbprod.commands.image",
                    "nbprod.commands.export", "nbprod.commands.monitor",
-                   "nbprod.commands.card", "nbprod.commands.feedback", "nbprod.commands.db")
+                   "nbprod.commands.card", "nbprod.commands.feedback", "nbprod.commands.db",
+                   "nbprod.commands.learn")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -198,7 +198,12 @@ def _history_line(event) -> str:
     by = f" by {r['by']}" if r.get("by") else ""
     why = f": {r['note']}" if r.get("note") else ""
     if event.action == "approve":
-        text = f"prod <- {event.version} approved{by} (candidate {r.get('candidate')})"
+        who = " BY POLICY" + (f" ({r['policy'].get('rule')})" if isinstance(r.get("policy"), dict) else "") \
+            if r.get("approved_by") == "policy" else by
+        text = f"prod <- {event.version} approved{who} (candidate {r.get('candidate')})"
+        if r.get("approved_by") == "policy" and isinstance(r.get("policy"), dict):
+            text += f" [gates passed: {len(r['policy'].get('gates') or [])}, drift share " \
+                    f"{r['policy'].get('drift_share', 0):.0%} <= {r['policy'].get('max_drift_share', 0):.0%}]"
         if r.get("override"):
             text += f" OVERRIDING failed gates: {r['override']}"
         if r.get("fairness"):

@@ -42,8 +42,10 @@ def _decided(root: Path, model: str, candidate: Candidate) -> str | None:
 
 @under_run_lock
 def approve(project: Project, candidate_id: str, by: str, note: str = "", override: str | None = None,
-            checkout: bool = False, identity: dict | None = None) -> Promotion:
-    """``identity``: how the approver was authenticated (the JupyterLab panel), kept in the record."""
+            checkout: bool = False, identity: dict | None = None, policy: dict | None = None) -> Promotion:
+    """``identity``: how the approver was authenticated (the JupyterLab panel), kept in the record.
+    ``policy``: the rule and evidence when no human approved (``nbprod learn``'s auto_approve); it
+    never overrides a failed gate."""
     root = project.root
     gitrepo.require_repo(root)
     config = load_config(project)
@@ -59,6 +61,9 @@ def approve(project: Project, candidate_id: str, by: str, note: str = "", overri
                           fix="approve with --override REASON to promote it anyway, or 'nbprod reject' it")
     if override is not None:
         _require_text(override, "--override", "why the failed gates are acceptable")
+    if policy is not None and (failed or override):
+        raise NbprodError(f"candidate {candidate_id} cannot be approved by policy: a gate failed", candidate_id,
+                          fix="a human decides: nbprod approve ID --by NAME --override REASON, or nbprod reject")
     if checkout:
         gitrepo.require_unlocked_index(root, "nothing was approved")  # before any tag: never half an approval
         _refuse_unsaved(root)
@@ -70,7 +75,8 @@ def approve(project: Project, candidate_id: str, by: str, note: str = "", overri
               "metrics": candidate.record.get("metrics", {}), "previous": previous.version if previous else None,
               "model_path": config.model_path, "model_md5": candidate.record.get("model_md5"),
               "environment": candidate.record.get("environment"), **_identity(identity),
-              "fairness": approval_record(candidate.record), "schemas": _schema_hashes(root, candidate.commit)}
+              "fairness": approval_record(candidate.record), "schemas": _schema_hashes(root, candidate.commit),
+              **({"approved_by": "policy", "policy": policy} if policy is not None else {})}
     kept = _keep_if_unregistered(root, config.model_name, by, when, f"approval of {candidate_id}") if checkout \
         else None
     version = registry.register(root, config.model_name, candidate.commit, record)

@@ -19,7 +19,7 @@ FOUNDATION = ["nbprod.core"]
 CORE = ["nbprod.notebooks", "nbprod.executed", "nbprod.execution"]
 CAPABILITIES = ["nbprod.lifecycle", "nbprod.monitor", "nbprod.serve", "nbprod.contracts", "nbprod.fairness",
                 "nbprod.report", "nbprod.export", "nbprod.widgets", "nbprod.explain", "nbprod.modelcard",
-                "nbprod.feedback", "nbprod.sql", "nbprod.image"]
+                "nbprod.feedback", "nbprod.sql", "nbprod.image", "nbprod.online"]
 SHELLS = ["nbprod.cli", "nbprod.commands", "nbprod.jupyter"]
 
 
@@ -97,7 +97,8 @@ def test_few_top_level_modules_and_no_two_files_share_a_name():
     packages, listed here (and in docs/architecture.md) with that role."""
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "artifacts.py", "cli.py", "record.py"]
-    same_role = {"settings.py": {"lifecycle", "monitor", "serve", "feedback"},  # the reader of [tool.nbprod.<package>]
+    same_role = {"settings.py": {"lifecycle", "monitor", "serve", "feedback",  # the reader of [tool.nbprod.<package>]
+                                 "online"},
                  "section.py": {"contracts", "fairness", "explain"},  # the HTML section a stage report shows
                  "names.py": {"fairness", "explain"},  # the metric naming scheme (stdlib only)
                  "compare.py": {"fairness", "explain"}}  # champion against candidate (stdlib only)
