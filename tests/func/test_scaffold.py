@@ -8,7 +8,7 @@ def test_unknown_template_is_one_line(tmp_path):
 
     done = nbprod("init", "--template", "nope", "x", cwd=tmp_path, check=False)
     assert done.returncode == 2 and done.stderr.strip() == (
-        "nbprod: error: --template: no project template 'nope'. Fix: choose one of: example, fairness, mixed")
+        "nbprod: error: --template: no project template 'nope'. Fix: choose one of: example, fairness, mixed, sql")
     assert not (tmp_path / "x").exists()
 
 
