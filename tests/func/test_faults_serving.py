@@ -1,9 +1,10 @@
-"""Faults while serving, injected on real processes: the disk full under the feedback (outcome) log of
-a real ``nbprod serve`` (a real tmpfs), and a worker of ``nbprod serve --workers 2`` SIGKILLed under
-load. Each case checks what the client is told and that no file the user or the registry holds changed
-(tree_digest of the project outside the serve log folder, plus every tag's name, target and message).
+"""Faults of running processes, injected for real: the disk full under the feedback (outcome) log of a
+real ``nbprod serve`` (a real tmpfs), a worker of ``nbprod serve --workers 2`` SIGKILLed under load, and
+a Dask worker then the scheduler restarted during ``nbprod run --executor dask``. Each case checks what
+the user is told and that no file the user or the registry holds changed or was lost (tree_digest of
+the project outside the serve log folder, every tag's name, target and message; dvc.lock's entries).
 
-The base project: the example pipeline run and committed, candidate c1 approved (v1.0.0 in production).
+The serving base project: the example pipeline run and committed, candidate c1 approved (v1.0.0).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import httpx
 import pytest
 
 from helpers.commands import nbprod, run
-from helpers.projects import holdout_records, tree_digest
-from helpers.servers import Serve, metric
+from helpers.paths import BIN
+from helpers.projects import flow_project, holdout_records, tree_digest
+from helpers.servers import Serve, free_port, metric
 from helpers.waiting import wait_for
 
 pytestmark = pytest.mark.slow  # the base project trains and approves a candidate; servers start
@@ -247,3 +249,129 @@ def test_a_serve_worker_sigkilled_under_load(served):
                if line.startswith("nbprod_serve_model_version{") and line.endswith(" 1.0")}
     assert serving == {str(survivor), *map(str, new)}, metrics_text
     assert user_state(served) == before
+
+
+# A Dask worker and then the scheduler restarted mid-run (a scheduler and two workers as real processes).
+DASK_CELLS = [
+    (["stage:first"],
+     "import pathlib, time\ntime.sleep(5)\nbase = 21\npathlib.Path('first.txt').write_text(str(base))"),
+    (["stage:second"], "import nbprod, time\ntime.sleep(8)\ntotal = base * 2\nnbprod.record('total', total)"),
+]
+
+
+class DaskCluster:
+    """``dask scheduler`` and ``dask worker`` (each under its nanny) as process groups on 127.0.0.1;
+    the scheduler can be restarted on the same address. Always ``stop()`` it."""
+
+    def __init__(self, tmp: Path, workers: int = 2):
+        self.bin, self.tmp, self.port = BIN, tmp, free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.processes: list[subprocess.Popen] = []
+        self.scheduler = self.start_scheduler()
+        for i in range(workers):
+            self._start([self.bin / "dask", "worker", self.address, "--nworkers", "1", "--nthreads", "1",
+                         "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}",
+                         "--local-directory", str(tmp / f"dask-w{i}")], f"w{i}")
+        self.wait_for_workers(workers)
+
+    def start_scheduler(self) -> subprocess.Popen:
+        self.scheduler = self._start([self.bin / "dask", "scheduler", "--host", "127.0.0.1", "--port",
+                                      str(self.port), "--no-dashboard"], f"scheduler-{len(self.processes)}")
+        return self.scheduler
+
+    def kill_scheduler(self) -> None:
+        os.killpg(self.scheduler.pid, signal.SIGKILL)
+        self.scheduler.wait(timeout=30)
+
+    def wait_for_workers(self, count: int, timeout: float = 90) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout=timeout, set_as_default=False) as client:
+            client.wait_for_workers(count, timeout=timeout)
+
+    def worker_pids(self) -> dict[str, int]:
+        from distributed import Client
+
+        with Client(self.address, timeout=30, set_as_default=False) as client:
+            return client.run(os.getpid)
+
+    def _start(self, argv, name: str) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "wb")
+        process = subprocess.Popen([str(a) for a in argv], stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=30)
+
+
+def _stage_on_worker(root: Path, stage: str) -> str | None:
+    import re
+
+    for log in (root / ".nbprod" / "runs").glob(f"*/stages/{stage}.log"):
+        found = re.findall(r"running on Dask worker (\S+)", log.read_text())
+        if found:
+            return found[-1]
+    return None
+
+
+def test_a_dask_worker_then_the_scheduler_restarted_mid_run(tmp_path):
+    """The worker running the first stage is SIGKILLed (its nanny starts a new one, Dask reruns the
+    stage), then, while the second stage runs, the scheduler is killed and started again on the same
+    address. The run ends either correctly or with one line naming the stage and the cluster; dvc.lock
+    holds only whole entries of stages that finished, their outputs match it, the notebook is unchanged,
+    and a fresh `nbprod run` gives the right outputs."""
+    root = flow_project(tmp_path / "p", DASK_CELLS, "dk")
+    notebook = (root / "notebooks" / "flow.ipynb").read_bytes()
+    cluster = DaskCluster(tmp_path)
+    try:
+        run_process = subprocess.Popen([str(BIN / "nbprod"), "run", "--no-report", "--executor", "dask",
+                                        "--scheduler", cluster.address], cwd=root, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            address = wait_for(lambda: _stage_on_worker(root, "first"), 90, "the first stage to start on a worker")
+            os.kill(cluster.worker_pids()[address], signal.SIGKILL)  # the worker; its nanny starts a new one
+            wait_for(lambda: _stage_on_worker(root, "second") or run_process.poll() is not None, 120,
+                     "the second stage to start (or the run to end)")
+            cluster.kill_scheduler()
+            cluster.start_scheduler()
+            out, err = run_process.communicate(timeout=240)
+        finally:
+            if run_process.poll() is None:
+                os.killpg(run_process.pid, signal.SIGKILL)
+                run_process.wait(30)
+        first_log = next((root / ".nbprod" / "runs").glob("*/stages/first.log")).read_text()
+        assert first_log.count("running on Dask worker") == 2, first_log  # rerun after the worker's death
+        assert "Traceback" not in err, err
+        if run_process.returncode == 0:
+            assert json.loads((root / "metrics" / "second.json").read_text()) == {"total": 42}
+        else:
+            assert run_process.returncode == 1, err  # a stage failed (exit 2 is for bad input)
+            last = err.strip().splitlines()[-1]  # the lines before it are the run's progress
+            assert "stage 'second' could not finish on the Dask cluster" in last, err
+            assert "scheduler-connection-lost" in last, err
+            for name in ("second.json",):  # never half-written: absent, or whole JSON
+                path = root / "metrics" / name
+                assert not path.exists() or json.loads(path.read_text()) == {"total": 42}
+        import yaml
+
+        lock = yaml.safe_load((root / "dvc.lock").read_text()) if (root / "dvc.lock").exists() else {"stages": {}}
+        assert "first" in lock["stages"] and (root / "notebooks" / "first.txt").read_text() == "21"
+        if run_process.returncode != 0:
+            assert "second" not in lock["stages"]  # a stage that did not finish gets no entry
+        status = run("dvc", "status", "--json", "first", cwd=root)
+        assert json.loads(status.stdout or "{}") == {}  # the first stage's entry matches its outputs
+        assert (root / "notebooks" / "flow.ipynb").read_bytes() == notebook
+    finally:
+        cluster.stop()
+    again = nbprod("run", "--no-report", cwd=root)
+    assert again.returncode == 0
+    assert json.loads((root / "metrics" / "second.json").read_text()) == {"total": 42}
+    assert json.loads(run("dvc", "status", "--json", cwd=root).stdout or "{}") == {}
+    assert (root / "notebooks" / "flow.ipynb").read_bytes() == notebook
