@@ -26,9 +26,11 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 from ..core.errors import NbprodError
+from ..core.logger import NAME as LOGGER
 from ..core.project import GENERATED_DIR
 from .executors import Executor, Job, JobResult
 from .lifeline import RUN_PID_ENV
@@ -49,6 +51,7 @@ class DaskExecutor(Executor):
         except ImportError:
             raise NbprodError("the Dask executor needs dask.distributed, which is not installed",
                               "nbprod run --executor dask", fix="pip install 'nbprod[dask]'") from None
+        _quiet_distributed()
         self.cluster = None
         if scheduler:
             try:
@@ -151,6 +154,10 @@ class DaskExecutor(Executor):
                 done, _ = dask_wait(list(self._futures), timeout=timeout, return_when="FIRST_COMPLETED")
         except TimeoutError:
             return []
+        except CancelledError:
+            # The scheduler connection was lost (killed, restarted): Dask cancels every future of this
+            # client at once; each job then fails with the reason, as one line naming its stage.
+            done = [f for f in self._futures if f.done()] or list(self._futures)
         results = []
         for future in done:
             job, start, _ = self._futures.pop(future)
@@ -306,6 +313,14 @@ def _append(path: Path, text: str) -> None:
             handle.write(text)
     except OSError:
         pass
+
+
+def _quiet_distributed() -> None:
+    """distributed logs its attempts to reach a lost scheduler with tracebacks on stderr; the run says
+    it as one line per stage, so distributed's own log shows in the run's process only with -v (debug)."""
+    if not logging.getLogger(LOGGER).isEnabledFor(logging.DEBUG):
+        for handler in logging.getLogger("distributed").handlers:
+            handler.setLevel(logging.CRITICAL)
 
 
 def _first_line(exc: BaseException) -> str:

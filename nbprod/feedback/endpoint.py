@@ -11,6 +11,8 @@ row, the outcome received last wins). Whether an id was ever answered is told at
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from nbprod.feedback.settings import FeedbackSettings
 from nbprod.feedback.store import OutcomeKind, OutcomeLog, Rejected, now_text, outcome_entry
 
@@ -29,8 +31,8 @@ def kind_of(models) -> OutcomeKind:
 
 
 class FeedbackSink:
-    def __init__(self, folder, settings, feedback: FeedbackSettings):
-        self.log = OutcomeLog(folder, settings.log_max_bytes, settings.log_keep, settings.log_queue)
+    def __init__(self, folder, settings, feedback: FeedbackSettings, on_drop: Callable[[], None] = lambda: None):
+        self.log = OutcomeLog(folder, settings.log_max_bytes, settings.log_keep, settings.log_queue, on_drop)
         self.inputs_mode = settings.log_inputs
         self.feedback = feedback
 
@@ -52,6 +54,7 @@ class FeedbackSink:
         kind, received = kind_of(models), now_text()
         rejected: list[Rejected] = []
         dropped_before = self.log.dropped
+        failing = self.log.error  # the writer's last write failed (a full disk): these may not be stored
         stored = 0
         for index, item in enumerate(items):
             entry = outcome_entry(item, index, kind, self.inputs_mode, "post", received)
@@ -62,6 +65,11 @@ class FeedbackSink:
             stored += 1
         dropped = self.log.dropped - dropped_before
         answer = {"stored": stored - dropped, "rejected": [r.to_dict() for r in rejected]}
+        if failing:
+            # Still queued (the next write may succeed and clear the error), but never said to be stored.
+            return 503, {**answer, "stored": 0, "error": f"outcomes not stored: the outcome log {self.log.path.name} "
+                                                         f"cannot be written ({failing}); send them again",
+                         "field": None}
         if dropped:
             return 503, {**answer, "error": f"{dropped} outcome(s) not stored: the log's queue is full; "
                                             "send them again", "field": None}

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,8 +32,9 @@ _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 class OutcomeLog(PredictionLog):
     """The server's outcome writer: the prediction log's queue, thread and rotation, its own file."""
 
-    def __init__(self, folder: Path, max_bytes: int, keep: int, queue_size: int):
-        super().__init__(folder, max_bytes, keep, queue_size, "none")
+    def __init__(self, folder: Path, max_bytes: int, keep: int, queue_size: int,
+                 on_drop: Callable[[], None] = lambda: None):
+        super().__init__(folder, max_bytes, keep, queue_size, "none", on_drop)
         self._thread.name = "nbprod-outcomes"
         self.path = folder / f"{PREFIX}{os.getpid()}.jsonl"
 

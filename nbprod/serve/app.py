@@ -66,7 +66,8 @@ class ServeState:
         if settings.log:  # outcomes are stored beside the predictions they are joined with
             from nbprod.feedback.endpoint import FeedbackSink
 
-            self.feedback = FeedbackSink(self.root / settings.log_dir, settings, feedback)
+            self.feedback = FeedbackSink(self.root / settings.log_dir, settings, feedback,
+                                         self.metrics.feedback_dropped.inc)
         self.poller: Poller | None = None
         if not settings.version:
             self.poller = Poller(self.root, settings.model, self.prod, settings.poll_interval, self.load,

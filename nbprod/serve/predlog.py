@@ -37,6 +37,7 @@ class PredictionLog:
         self.on_drop = on_drop
         self.dropped = 0
         self._failing = False   # the last write failed (logged once until a write succeeds again)
+        self.error: str | None = None  # why the last write failed, until a write succeeds again
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._write_loop, name="nbprod-predlog", daemon=True)
         self.path = folder / f"{FILE_PREFIX}{os.getpid()}.jsonl"
@@ -115,6 +116,7 @@ class PredictionLog:
             log.error("prediction log %s: cannot write (%s); entries are dropped and counted in /metrics "
                       "(nbprod_serve_predlog_dropped) until it can", self.path, error.strerror or error)
         self._failing = True
+        self.error = str(error.strerror or error)
         self.dropped += lost
         for _ in range(lost):
             self.on_drop()
@@ -134,7 +136,7 @@ class PredictionLog:
             raise
         if self._failing:
             log.warning("prediction log %s: writing again", self.path)
-            self._failing = False
+            self._failing, self.error = False, None
         return size + len(data)
 
     def _rotate(self) -> None:

@@ -6,6 +6,7 @@ per-worker version gauge keeps a ``pid`` label, which shows that every worker sw
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -33,6 +34,8 @@ class ServeMetrics:
                              ["result"], **kw)
         self.dropped = Counter("nbprod_serve_predlog_dropped",
                                "Prediction log entries dropped (queue full or disk full)", **kw)
+        self.feedback_dropped = Counter("nbprod_serve_feedback_dropped",
+                                        "Posted outcomes not stored (queue full or disk full)", **kw)
         self.shadow_disagree = Counter("nbprod_serve_shadow_disagreements",
                                        "Rows where the shadow's prediction differs from production", **kw)
 
@@ -47,7 +50,25 @@ class ServeMetrics:
         if self.multiprocess:
             from prometheus_client import multiprocess
 
+            _forget_dead_workers(multiprocess)
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _forget_dead_workers(multiprocess) -> None:
+    """Drop the live-only gauges of workers that are gone (a SIGKILLed worker never says so itself, and
+    uvicorn's master starts a new one with a new pid), so the version gauge shows only live workers.
+    Counters stay: their totals must not go back when a worker dies."""
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    for path in folder.glob("gauge_live*_*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(int(pid), str(folder))
+        except PermissionError:  # alive, another user's process (a reused pid): keep it
+            continue
